@@ -1,0 +1,81 @@
+"""The Python API: ``check``, ``load`` and ``build``."""
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from .ir import IR, Builder
+from .spec.diagnostics import Diagnostic, Diagnostics, Pos, SpecError
+from .spec.document import read_spec
+from .spec.yamlload import Node
+
+ENTRY_POINT_GROUP = "attngraph.components"
+_loaded_plugins: set[str] = set()
+
+
+@dataclass
+class Spec:
+    """A validated spec: the expanded located tree, its IR, and the warnings it raised."""
+
+    path: Path
+    tree: Node
+    ir: IR
+    overrides: list[str] = field(default_factory=list)
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        node = self.tree.get("name")
+        return str(node.value) if node is not None and node.value is not None else self.path.stem
+
+
+def load_plugins(imports: list[str] = ()) -> None:
+    """Import third-party components: every ``attngraph.components`` entry point, then ``imports``."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.value not in _loaded_plugins:
+            try:
+                ep.load()
+            except Exception as err:  # noqa: BLE001 - a broken plug-in must not break attngraph
+                print(f"attngraph: warning: plug-in '{ep.name}' ({ep.value}) failed to load: {err}", file=sys.stderr)
+            _loaded_plugins.add(ep.value)
+    for module in imports:
+        if module not in _loaded_plugins:
+            importlib.import_module(module)
+            _loaded_plugins.add(module)
+
+
+def check(path: str | Path, overrides: list[str] = ()) -> tuple[Spec | None, list[Diagnostic]]:
+    """Validate a spec; returns the Spec (None if it has errors) and every diagnostic, sorted."""
+    diags = Diagnostics()
+    tree = read_spec(path, diags, list(overrides))
+    ir = None
+    if tree is not None:
+        ir = Builder(diags).build(tree)
+    report = diags.sorted()
+    if diags.errors or ir is None:
+        if not diags.errors:
+            report.insert(0, Diagnostic(Pos(str(path)), "", "the spec defines no model"))
+        return None, report
+    spec = Spec(Path(path), tree, ir, list(overrides), report)
+    ir.name = spec.name
+    return spec, report
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> Spec:
+    """Load and validate a spec. Raises :class:`SpecError` listing every error."""
+    spec, report = check(path, overrides)
+    if spec is None:
+        raise SpecError([d for d in report if d.severity == "error"])
+    return spec
+
+
+def build(spec: Spec | str | Path):
+    """Compile a spec (or a spec file) into a :class:`CompiledModel`."""
+    from .compiler.module import CompiledModel
+
+    if not isinstance(spec, Spec):
+        spec = load(spec)
+    return CompiledModel(spec.ir)

@@ -1,0 +1,86 @@
+"""The compiled model: an ordinary ``nn.Module`` whose forward is generated from the IR."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..components.losses import LOSSES
+from ..ir import IR, NodeIR, ScopeIR
+from .codegen import compile_forward
+
+
+class CompiledModel(nn.Module):
+    """A model built from a spec.
+
+    ``forward(batch)`` takes a dict of input tensors (``(B, T, size)`` features or ``(B, T)`` token indices
+    for a sequence input, without ``T`` otherwise; an optional ``"<input>.mask"`` (B, T) bool marks the
+    valid steps of variable-length sequences) and returns a dict of output tensors (scores/logits).
+    ``loss(outputs, batch)`` returns the weighted total and the per-output losses; ``code`` is the generated
+    forward source. Parameters are named after the spec: ``nodes.<scope>.<node>.<torch name>``.
+    """
+
+    def __init__(self, ir: IR):
+        super().__init__()
+        self.ir = ir
+        self.nodes = nn.ModuleDict()
+        self._populate(ir.root, self.nodes)
+        self.register_buffer("_float", torch.zeros(()), persistent=False)
+        self.code, self._forward = compile_forward(ir, masked=False)
+        self.masked_code, self._forward_masked = compile_forward(ir, masked=True)
+
+    def _populate(self, scope: ScopeIR, into: nn.ModuleDict) -> None:
+        carried = {(id(e.src)) for e in self.ir.edges if e.prev}
+        for name, node in scope.nodes.items():
+            if node.is_input:
+                continue
+            if node.is_scope:
+                into[name] = nn.ModuleDict()
+                self._populate(node.body, into[name])
+                continue
+            module = node.cls(node.p, node.in_types, node.types)
+            if id(node) in carried and node.p.init == "learned":
+                module.prev_init = nn.Parameter(torch.zeros(node.types["out"].size))
+            into[name] = module
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        for key in batch:
+            if key.endswith(".mask"):
+                return self._forward_masked(self, batch)
+        return self._forward(self, batch)
+
+    def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted sum of every output's loss against ``batch[target]`` (masked mean over valid steps)."""
+        parts: dict[str, torch.Tensor] = {}
+        total = None
+        for name, out in self.ir.outputs.items():
+            if out.loss == "none":
+                continue
+            pred = outputs[name]
+            axis = out.edge.type.time
+            mask = batch.get(f"{axis}.mask") if axis else None
+            parts[name] = value = LOSSES[out.loss](pred, batch[out.target], mask)
+            total = out.weight * value if total is None else total + out.weight * value
+        if total is None:
+            total = self._float.new_zeros(())
+        return total, parts
+
+    def predict(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Predictions from scores: sigmoid for bce outputs, argmax for cross_entropy, as is otherwise."""
+        return {name: LOSSES[o.loss].predict(outputs[name]) if o.loss in LOSSES else outputs[name]
+                for name, o in self.ir.outputs.items()}
+
+    def node_module(self, path: str) -> nn.Module:
+        """The module of the node at a dotted path, e.g. ``seq.ctrl``."""
+        module: nn.Module = self.nodes
+        for part in path.split("."):
+            module = module[part]
+        return module
+
+
+def node_of(ir: IR, path: str) -> NodeIR:
+    scope, node = ir.root, None
+    for part in path.split("."):
+        node = scope.nodes[part]
+        scope = node.body
+    return node

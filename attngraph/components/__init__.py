@@ -1,0 +1,6 @@
+"""Built-in components; importing this package registers them."""
+from . import controllers, layers  # noqa: F401  (registration side effects)
+from .base import REGISTRY, Component, ShapeError, VType, component
+from .losses import LOSSES, Loss, register_loss
+
+__all__ = ["REGISTRY", "Component", "ShapeError", "VType", "component", "LOSSES", "Loss", "register_loss"]

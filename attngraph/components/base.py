@@ -1,0 +1,127 @@
+"""The component registry: one decorator binds a kind's name, parameters, ports, dimension rules, state and module.
+
+A component is an ``nn.Module`` subclass::
+
+    @component("linear", family="layer", params={"size": Param(Int(min=1), doc="output features"), **IN})
+    class Linear(Component):
+        @classmethod
+        def infer(cls, p, ins, step):                  # static dimension rule, before any tensor exists
+            return {"out": VType(p.size, ins["in"].time)}
+
+        def __init__(self, p, ins, outs):
+            super().__init__()
+            self.proj = nn.Linear(ins["in"].size, p.size)
+
+        def forward(self, x):                            # x: (B, [T,] in) -> (B, [T,] size)
+            return self.proj(x)
+
+Inputs are parameters of type :class:`RefList` (``in`` by convention); when several references are given
+they arrive concatenated on the feature axis (``concat = True``) or as a list (``concat = False``).
+A ``stateful`` component carries recurrent state inside a loop: it implements ``init_state`` and ``step``;
+outside a loop it runs over the whole sequence with ``forward``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..spec.params import Choice, Either, Float, Param, ParamType, RefList
+
+FAMILIES = ("controller", "memory", "attention", "halting", "ops", "layer", "encoder", "scope")
+
+
+@dataclass(frozen=True)
+class VType:
+    """The static type of a value: feature ``size``; ``time`` names the time axis (None: one vector per
+    example); ``index`` marks integer class indices in ``[0, size)`` (tokens) instead of features.
+
+    Tensor shapes: ``(B, size)`` or ``(B, T, size)``; index values ``(B,)`` or ``(B, T)``.
+    """
+
+    size: int
+    time: str | None = None
+    index: bool = False
+
+    def with_time(self, time: str | None) -> VType:
+        return VType(self.size, time, self.index)
+
+    def __str__(self) -> str:
+        inner = f"index<{self.size}>" if self.index else str(self.size)
+        return f"seq[{self.time}]×{inner}" if self.time else inner
+
+
+class ShapeError(Exception):
+    """Raised by ``infer``: ``input`` names the offending input parameter, ``index`` the reference in it."""
+
+    def __init__(self, message: str, input: str | None = None, index: int | None = None, hint: str = ""):
+        super().__init__(message)
+        self.message, self.input, self.index, self.hint = message, input, index, hint
+
+
+INIT = Param(Either(Choice("zeros", "learned"), Float()), "zeros",
+             "initial recurrent state of this node and initial value of prev(node): zeros, learned or a constant")
+IN = {"in": Param(RefList(), doc="input node(s); several are concatenated on the feature axis")}
+
+
+class Component(nn.Module):
+    """Base class of every component. Subclasses are registered with :func:`component`."""
+
+    kind: ClassVar[str] = ""
+    family: ClassVar[str] = "layer"
+    doc: ClassVar[str] = ""
+    params: ClassVar[dict[str, Param]] = {}
+    inputs: ClassVar[tuple[str, ...]] = ()
+    concat: ClassVar[bool] = True
+    ports: ClassVar[tuple[str, ...]] = ("out",)
+    stateful: ClassVar[bool] = False
+    needs_time: ClassVar[bool] = False  # outside a loop the input must be a sequence (recurrent layers)
+
+    @classmethod
+    def infer(cls, p: SimpleNamespace, ins: dict[str, Any], step: bool) -> dict[str, VType]:
+        """Output types, port by port (the first port is the node's default value).
+
+        ``ins`` maps each input parameter to its VType (or a list of VTypes when ``concat`` is False);
+        ``step`` is True inside a loop body. Raise :class:`ShapeError` for a mismatch.
+        """
+        raise NotImplementedError(f"component '{cls.kind}' must define infer()")
+
+    def init_state(self, batch: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Initial recurrent state for ``batch`` examples (dtype and device of ``like``)."""
+        raise NotImplementedError(f"component '{self.kind}' is stateful but has no init_state()")
+
+    def step(self, state: tuple[torch.Tensor, ...], *inputs: Any):
+        """One step inside a loop: returns ``(outputs, new_state)``."""
+        raise NotImplementedError(f"component '{self.kind}' is stateful but has no step()")
+
+
+REGISTRY: dict[str, type[Component]] = {}
+
+
+def component(kind: str, family: str, params: dict[str, Param], doc: str = "", ports: tuple[str, ...] = ("out",),
+              stateful: bool = False, concat: bool = True) -> Callable[[type[Component]], type[Component]]:
+    """Register a component class under ``kind``. Every parameter of type RefList is an input."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family '{family}' for component '{kind}'; one of {FAMILIES}")
+
+    def register(cls: type[Component]) -> type[Component]:
+        if kind in REGISTRY and REGISTRY[kind] is not cls:
+            raise ValueError(f"component kind '{kind}' is registered twice ({REGISTRY[kind].__module__} and "
+                             f"{cls.__module__})")
+        cls.kind, cls.family, cls.ports, cls.stateful, cls.concat = kind, family, ports, stateful, concat
+        cls.params = dict(params)
+        cls.params.setdefault("init", INIT)
+        cls.inputs = tuple(k for k, v in params.items() if isinstance(v.type, RefList))
+        cls.doc = doc or (cls.__doc__ or "").strip().split("\n")[0]
+        REGISTRY[kind] = cls
+        return cls
+
+    return register
+
+
+def describe_type(t: ParamType) -> str:
+    return t.name

@@ -1,0 +1,125 @@
+"""Recurrent controllers: rnn, lstm, gru, optionally stacked.
+
+Outside a loop a recurrent node runs over its whole input sequence with PyTorch's fused ``nn.RNN`` /
+``nn.LSTM`` / ``nn.GRU``. Inside a loop body it is a cell: one step per loop iteration, using the same
+weights (so a state_dict is the same either way) through ``torch.lstm_cell`` and friends.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ..spec.params import Choice, Int, Param
+from .base import IN, Component, ShapeError, VType, component
+
+_PARAMS = {
+    "size": Param(Int(min=1), doc="hidden units per layer"),
+    **IN,
+    "layers": Param(Int(min=1), 1, "number of stacked layers"),
+}
+
+
+class _Recurrent(Component):
+    """Shared machinery; subclasses set ``_torch_cls``, ``_states`` (tensors per layer) and ``_cell``."""
+
+    needs_time = True
+    _torch_cls: type[nn.RNNBase]
+    _states = 1
+
+    @classmethod
+    def infer(cls, p, ins, step):
+        t = ins["in"]
+        if t.index:
+            raise ShapeError(f"needs feature vectors but receives class indices ({t})", "in",
+                             hint="put an embedding in between")
+        if step and t.time:
+            raise ShapeError(f"inside a loop, {cls.kind} takes one step at a time but receives a whole "
+                             f"sequence ({t})", "in", hint="loop over it with 'over:' instead")
+        if not step and not t.time:
+            raise ShapeError(f"outside a loop, {cls.kind} runs over a sequence but receives one vector per "
+                             f"example ({t})", "in", hint="put it in a loop body to use it as a cell")
+        return {"out": VType(p.size, t.time)}
+
+    def __init__(self, p, ins, outs):
+        super().__init__()
+        self.size, self.layers = p.size, p.layers
+        self.rnn = self._make(ins["in"].size, p)
+        self.init_kind = p.init
+        if p.init == "learned":
+            self.state0 = nn.Parameter(torch.zeros(self._states * p.layers, p.size))
+
+    def _make(self, in_size: int, p) -> nn.RNNBase:
+        return self._torch_cls(in_size, p.size, p.layers, batch_first=True)
+
+    def init_state(self, batch, like):
+        if self.init_kind == "learned":
+            return tuple(s.expand(batch, -1) for s in self.state0.to(like.dtype))
+        value = 0.0 if self.init_kind == "zeros" else float(self.init_kind)
+        return tuple(like.new_full((batch, self.size), value) for _ in range(self._states * self.layers))
+
+    def _weights(self, layer: int):
+        r = self.rnn
+        return (getattr(r, f"weight_ih_l{layer}"), getattr(r, f"weight_hh_l{layer}"),
+                getattr(r, f"bias_ih_l{layer}"), getattr(r, f"bias_hh_l{layer}"))
+
+    def _sequence_state(self, x):
+        """Initial state in nn.RNNBase's (layers, B, H) layout, or None for zeros."""
+        if self.init_kind == "zeros":
+            return None
+        flat = torch.stack(self.init_state(x.shape[0], x), 0)  # (states*layers, B, H)
+        return flat if self._states == 1 else (flat[0::2].contiguous(), flat[1::2].contiguous())
+
+    def forward(self, x, lengths=None):  # (B, T, in) -> (B, T, size)
+        h0 = self._sequence_state(x)
+        if lengths is None:
+            return self.rnn(x, h0)[0]
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn(packed, h0)
+        return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+
+
+@component("lstm", "controller", dict(_PARAMS), stateful=True,
+           doc="Long short-term memory (Hochreiter & Schmidhuber 1997), optionally stacked.")
+class LSTM(_Recurrent):
+    _torch_cls = nn.LSTM
+    _states = 2  # state layout: (h_0, c_0, h_1, c_1, ...)
+
+    def step(self, state, x):  # x: (B, in); state: 2*layers tensors (B, size) -> (B, size)
+        new = []
+        for layer in range(self.layers):
+            h, c = torch.lstm_cell(x, (state[2 * layer], state[2 * layer + 1]), *self._weights(layer))
+            new += (h, c)
+            x = h
+        return x, tuple(new)
+
+
+@component("gru", "controller", dict(_PARAMS), stateful=True,
+           doc="Gated recurrent unit (Cho et al. 2014), optionally stacked.")
+class GRU(_Recurrent):
+    _torch_cls = nn.GRU
+
+    def step(self, state, x):  # x: (B, in) -> (B, size)
+        new = []
+        for layer in range(self.layers):
+            x = torch.gru_cell(x, state[layer], *self._weights(layer))
+            new.append(x)
+        return x, tuple(new)
+
+
+@component("rnn", "controller", {**_PARAMS, "nonlinearity": Param(Choice("tanh", "relu"), "tanh",
+                                                                    "the cell's nonlinearity")},
+           stateful=True, doc="Elman recurrent network, optionally stacked.")
+class RNN(_Recurrent):
+    _torch_cls = nn.RNN
+
+    def _make(self, in_size, p):
+        self._cell = torch.rnn_tanh_cell if p.nonlinearity == "tanh" else torch.rnn_relu_cell
+        return nn.RNN(in_size, p.size, p.layers, nonlinearity=p.nonlinearity, batch_first=True)
+
+    def step(self, state, x):  # x: (B, in) -> (B, size)
+        new = []
+        for layer in range(self.layers):
+            x = self._cell(x, state[layer], *self._weights(layer))
+            new.append(x)
+        return x, tuple(new)

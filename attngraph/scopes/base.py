@@ -1,0 +1,66 @@
+"""The scope registry: a scope is a node with a ``body`` of nodes that it runs in its own way.
+
+A scope kind declares its parameters, whether it is *inline* (its body runs in the enclosing execution
+order, like ``group``) or opens its own *frame* (``loop``: the body is a step function, ``prev()`` is
+allowed in it), how values cross its boundary (``element_type``, ``output_type``) and how it is turned
+into code (``emit``). Later scopes (decode, halting, program steps, repeat) plug in here.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
+
+from ..components.base import VType
+from ..spec.params import Param, Str
+
+if TYPE_CHECKING:
+    from ..compiler.codegen import CodeGen
+    from ..ir import Edge, NodeIR
+
+OUTPUT = Param(Str(), None, "the body node this scope's value defaults to (name.port allowed)")
+
+
+class ScopeKind:
+    kind: ClassVar[str] = ""
+    family: ClassVar[str] = "scope"
+    doc: ClassVar[str] = ""
+    params: ClassVar[dict[str, Param]] = {}
+    inline: ClassVar[bool] = False
+
+    @classmethod
+    def check(cls, node: NodeIR, diags) -> bool:
+        """Validate the scope's own inputs once they are typed; return False to skip its body."""
+        return True
+
+    @classmethod
+    def element_type(cls, node: NodeIR, edge: Edge) -> VType | None:
+        """The type a reference from inside the body sees when it resolves to ``edge``'s target, if the
+        scope changes it (a loop hands its body one element of the sequence it runs over)."""
+        return None
+
+    @classmethod
+    def output_type(cls, node: NodeIR, inner: VType) -> VType:
+        """The type of a body value read from outside the scope."""
+        return inner
+
+    @classmethod
+    def emit(cls, node: NodeIR, gen: CodeGen) -> None:
+        raise NotImplementedError(f"scope '{cls.kind}' must define emit()")
+
+
+SCOPES: dict[str, type[ScopeKind]] = {}
+
+
+def scope(kind: str) -> Callable[[type[ScopeKind]], type[ScopeKind]]:
+    """Register a scope kind."""
+
+    def register(cls: type[ScopeKind]) -> type[ScopeKind]:
+        if kind in SCOPES and SCOPES[kind] is not cls:
+            raise ValueError(f"scope kind '{kind}' is registered twice")
+        cls.kind = kind
+        cls.params = {**cls.params, "output": OUTPUT}
+        cls.doc = cls.doc or (cls.__doc__ or "").strip().split("\n")[0]
+        SCOPES[kind] = cls
+        return cls
+
+    return register

@@ -1,0 +1,1 @@
+"""The ``attngraph`` command-line application (installed as the ``attngraph_cli`` package)."""
