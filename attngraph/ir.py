@@ -15,6 +15,7 @@ from .components.base import REGISTRY, ShapeError, VType
 from .components.losses import LOSSES
 from .scopes.base import SCOPES, ScopeKind
 from .spec.diagnostics import Diagnostics, Pos, did_you_mean
+from .spec.document import BROKEN
 from .spec.params import INVALID, Bool, Choice, Float, Int, Param, Ref, RefList, RefType, Str, check_mapping
 from .spec.yamlload import Node
 
@@ -82,6 +83,7 @@ class ScopeIR:
     owner: NodeIR | None
     parent: ScopeIR | None
     nodes: dict[str, NodeIR] = field(default_factory=dict)
+    broken: set[str] = field(default_factory=set)  # names of includes that failed (already reported)
 
     @property
     def inline(self) -> bool:
@@ -179,7 +181,8 @@ class Builder:
         if not self.diags.errors:
             Inferer(ir, self.diags).run()
             self._check_outputs(ir)
-        self._warn_unused(ir)
+        if not self.diags.errors:  # with errors, "unused" is mostly a cascade of a node that failed to build
+            self._warn_unused(ir)
         return ir
 
     def _decls(self, node: Node | None, section: str, schema, either: tuple[str, str],
@@ -246,6 +249,9 @@ class Builder:
             self.diags.error(decl.pos, ypath, "missing 'kind'", "every node names its kind; 'attngraph list' shows them")
             return None
         kind = kind_node.value
+        if kind == BROKEN:
+            scope.broken.add(name)
+            return None
         cls = REGISTRY.get(kind) if isinstance(kind, str) else None
         cls = cls or (SCOPES.get(kind) if isinstance(kind, str) else None)
         if cls is None:
@@ -303,6 +309,8 @@ class Builder:
                 crossed.append(s.owner)
             s = s.parent
         if s is None:
+            if any(first in sc.broken for sc in _chain(start)):
+                return None
             visible = sorted({n for sc in _chain(start) for n in sc.nodes})
             self.diags.error(ref.pos, label, f"unknown node '{first}'", did_you_mean(first, visible))
             return None

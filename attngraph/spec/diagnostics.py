@@ -57,11 +57,14 @@ class Diagnostics:
         return [d for d in self.items if d.severity == "warning"]
 
     def sorted(self) -> list[Diagnostic]:
-        seen: set[str] = set()
+        """Sorted by place, each problem once: a value reused through a YAML alias or a block included twice
+        is reported at its one place in the source, not once per key path that reaches it."""
+        seen: set[tuple] = set()
         out = []
         for d in sorted(self.items, key=Diagnostic.sort_key):
-            if str(d) not in seen:
-                seen.add(str(d))
+            key = (d.pos, d.message, d.hint, d.severity) if d.pos.line else (str(d),)
+            if key not in seen:
+                seen.add(key)
                 out.append(d)
         return out
 

@@ -5,6 +5,7 @@ Top-level sections are registered in :data:`SECTIONS` (later features add ``task
 from __future__ import annotations
 
 from collections.abc import Callable
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from .params import INVALID, NAME_RE, Bool, Choice, Float, Int, IntList, Param, 
 from .yamlload import Node, load_yaml
 
 VERSION = 1
+BROKEN = "<broken include>"  # the kind of an include that failed: reported once, then silently unresolvable
 MAX_FILE_BYTES = 4_000_000
 SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
 
@@ -45,20 +47,32 @@ def read_spec(path: str | Path, diags: Diagnostics, overrides: list[str] = ()) -
     if root is None:
         return None
     if not root.is_map:
-        diags.error(root.pos, "", "a spec is a mapping of sections", "it starts with 'attngraph: 1'")
+        if not root.broken:
+            diags.error(root.pos, "", f"a spec is a mapping of sections, not {'a list' if root.is_list else 'one value'}",
+                        "it starts with 'attngraph: 1'")
         return None
     apply_overrides(root, list(overrides), diags)
+    _check_sections(root, Path(path), diags)
     _check_version(root, Path(path), diags)
-    for key, value in root.value.items():
-        if key not in SECTIONS:
-            diags.error(root.key_pos[key], key, f"unknown section '{key}'", did_you_mean(key, SECTIONS))
-    for key, (required, _, _) in SECTIONS.items():
-        if required and key not in root.value and key != "attngraph":
-            diags.error(Pos(str(path), 1, 1), "", f"missing section '{key}'", SECTIONS[key][2])
     model = root.get("model")
     if model is not None:
         expand_includes(model, "model", Path(path), diags, [Path(path).resolve()])
     return root
+
+
+def _check_sections(root: Node, path: Path, diags: Diagnostics) -> None:
+    """Unknown sections (did you mean) and missing required ones. A misspelt section that is the only close
+    match of a missing one is read as that section, so its contents are still checked, without a second error."""
+    for key in list(root.value):
+        if key in SECTIONS:
+            continue
+        diags.error(root.key_pos[key], key, f"unknown section '{key}'", did_you_mean(key, SECTIONS))
+        close = get_close_matches(key, SECTIONS, n=2, cutoff=0.6)
+        if len(close) == 1 and close[0] not in root.value:
+            root.value[close[0]], root.key_pos[close[0]] = root.value.pop(key), root.key_pos.pop(key)
+    for key, (required, _, doc) in SECTIONS.items():
+        if required and key not in root.value and key != "attngraph":
+            diags.error(Pos(str(path), 1, 1), "", f"missing section '{key}'", doc)
 
 
 def read_file(path: Path, diags: Diagnostics) -> Node | None:
@@ -80,6 +94,8 @@ def read_file(path: Path, diags: Diagnostics) -> Node | None:
 
 def _check_version(root: Node, path: Path, diags: Diagnostics) -> None:
     version = root.get("attngraph")
+    if version is not None and version.broken:
+        return
     if version is None:
         diags.error(Pos(str(path), 1, 1), "", "missing 'attngraph: 1' (the spec language version)")
     elif version.value != VERSION or isinstance(version.value, bool):
@@ -88,10 +104,15 @@ def _check_version(root: Node, path: Path, diags: Diagnostics) -> None:
 
 
 def _find_block(name: str, here: Path) -> Path | None:
+    """The block file ``name`` next to ``here`` or in the standard specs folder (as written, not resolved,
+    so that diagnostics in it name it the way the spec's own path was given)."""
     for base in (here.parent, SPECS_DIR):
-        candidate = (base / name).resolve()
-        if candidate.is_file():
-            return candidate
+        candidate = base / name
+        try:
+            if candidate.is_file():
+                return candidate
+        except (OSError, ValueError):  # a name too long, or with a NUL byte
+            continue
     return None
 
 
@@ -105,8 +126,7 @@ def expand_includes(body: Node, path: str, file: Path, diags: Diagnostics, stack
             continue
         if "include" in node.value:
             expanded = _include(node, sub, file, diags, stack)
-            if expanded is not None:
-                body.value[name] = expanded
+            body.value[name] = expanded if expanded is not None else Node({"kind": Node(BROKEN, node.pos)}, node.pos)
         elif "body" in node.value:
             expand_includes(node.value["body"], f"{sub}.body", file, diags, stack)
 
@@ -125,8 +145,8 @@ def _include(node: Node, path: str, file: Path, diags: Diagnostics, stack: list[
         diags.error(target.pos, f"{path}.include", f"block file '{target.value}' not found",
                     f"looked next to {file.name} and in {SPECS_DIR}")
         return None
-    if found in stack:
-        chain = " -> ".join(p.name for p in [*stack[stack.index(found):], found])
+    if found.resolve() in stack:
+        chain = " -> ".join(p.name for p in [*stack[stack.index(found.resolve()):], found])
         diags.error(target.pos, f"{path}.include", f"include cycle: {chain}")
         return None
     block = read_file(found, diags)
@@ -140,6 +160,8 @@ def _include(node: Node, path: str, file: Path, diags: Diagnostics, stack: list[
         diags.error(args.pos, f"{path}.with", "expected a mapping of block parameters")
         return None
     values = check_mapping(args, schema, f"{path}.with", diags, f"block '{target.value}'")
+    if INVALID in values.values():
+        return None
     nodes = block.get("nodes")
     if nodes is None or not nodes.is_map:
         diags.error(block.pos, "", "a block file needs 'nodes:', a mapping of nodes")
@@ -148,7 +170,7 @@ def _include(node: Node, path: str, file: Path, diags: Diagnostics, stack: list[
     given = {k: v for k, v in values.items() if v is not INVALID}
     raw = {k: args.value[k] for k in args.value if k in given}
     _substitute(body, given, raw, schema, depth=1, diags=diags)
-    expand_includes(body, f"{path}.body", found, diags, [*stack, found])
+    expand_includes(body, f"{path}.body", found, diags, [*stack, found.resolve()])
     group = {"kind": Node("group", node.pos, "group"), "body": body}
     output = block.get("output")
     if output is not None:

@@ -11,6 +11,7 @@ from .yamlload import YAML11_BOOLS, Node
 
 REQUIRED = object()
 INVALID = object()
+INT_LIMIT = 2**63 - 1  # what a tensor dimension or a seed can hold
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 _REF_RE = re.compile(r"(\^*)([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)$")
 
@@ -62,7 +63,8 @@ class ParamType:
         return {}
 
     def expected(self, node: Node, path: str, diags: Diagnostics, hint: str = "") -> Any:
-        diags.error(node.pos, path, f"expected {self.name}, got {_show(node)}", hint)
+        if not node.broken:
+            diags.error(node.pos, path, f"expected {self.name}, got {_show(node)}", hint)
         return INVALID
 
 
@@ -77,6 +79,9 @@ class Int(ParamType):
             v = int(v)  # 1e5 for a step count
         if not isinstance(v, int) or isinstance(v, bool):
             return self.expected(node, path, diags)
+        if abs(v) > INT_LIMIT:
+            diags.error(node.pos, path, f"{node.text or v} is too large: expected {self.name}", "integers are limited to 64 bits")
+            return INVALID
         if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
             diags.error(node.pos, path, f"{v} is out of range: expected {self.name}")
             return INVALID
@@ -225,6 +230,8 @@ class RefList(RefType):
 
 
 def parse_ref(node: Node, path: str, diags: Diagnostics) -> Ref | Any:
+    if node.broken:
+        return INVALID
     if node.is_map or node.is_list or not isinstance(node.value, str) or not node.value.strip():
         diags.error(node.pos, path, f"expected a reference to a node (name, name.port or prev(name)), got {_show(node)}")
         return INVALID
@@ -288,7 +295,7 @@ def check_mapping(node: Node, schema: dict[str, Param], path: str, diags: Diagno
             diags.error(node.key_pos.get(key, value.pos), sub, f"unknown key '{key}' for {what}",
                         did_you_mean(key, schema))
             continue
-        out[key] = schema[key].type.check(value, sub, diags)
+        out[key] = INVALID if value.broken else schema[key].type.check(value, sub, diags)
     for key, param in schema.items():
         if key in out or key in node.value:
             continue

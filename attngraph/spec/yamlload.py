@@ -40,7 +40,8 @@ class Node:
     """A YAML value with its position. ``value`` is a dict[str, Node], a list[Node] or a scalar.
 
     ``text`` is the scalar's source text (for a string parameter given an unquoted ``1e-3`` or ``no``,
-    the text is what the user meant); ``plain`` says the scalar was unquoted.
+    the text is what the user meant); ``plain`` says the scalar was unquoted. ``broken`` marks a value whose
+    error was already reported (a forbidden tag, a failed include): checkers skip it without a second error.
     """
 
     value: Any
@@ -48,6 +49,7 @@ class Node:
     text: str = ""
     plain: bool = False
     key_pos: dict[str, Pos] = field(default_factory=dict)
+    broken: bool = False
 
     @property
     def is_map(self) -> bool:
@@ -75,7 +77,7 @@ class Node:
             value = [v.copy() for v in self.value]
         else:
             value = self.value
-        return Node(value, self.pos, self.text, self.plain, dict(self.key_pos))
+        return Node(value, self.pos, self.text, self.plain, dict(self.key_pos), self.broken)
 
 
 def from_python(value: Any, pos: Pos) -> Node:
@@ -145,7 +147,7 @@ class _Builder:
             raise _TooLarge
         if id(node) in self.active:
             self.diags.error(_pos(self.file, node), path, "recursive YAML alias", "an anchor may not contain itself")
-            return Node(None, _pos(self.file, node))
+            return Node(None, _pos(self.file, node), broken=True)
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.MappingNode):
@@ -181,9 +183,9 @@ class _Builder:
             if isinstance(value, wanted) and not (kind in ("int", "float") and isinstance(value, bool)):
                 return Node(float(value) if kind == "float" else value, pos, text)
             self.diags.error(pos, path, f"'{text}' is not a valid !!{kind}")
-            return Node(text, pos, text)
+            return Node(text, pos, text, broken=True)
         self._bad_tag(node, path)
-        return Node(None, pos, text)
+        return Node(None, pos, text, broken=True)
 
     def _mapping(self, node: yaml.MappingNode, path: str) -> Node:
         self._check_tag(node, "map", path)
@@ -228,6 +230,20 @@ def _short_tag(tag: str) -> str:
     return "!!" + tag[len(_STD):] if tag.startswith(_STD) else tag
 
 
+def _syntax_hint(err: yaml.MarkedYAMLError) -> str:
+    """Where the construct that failed began, and what usually causes the problem."""
+    hints = []
+    context, start = err.context, err.context_mark
+    if context and err.problem and start is not None and start is not err.problem_mark:
+        hints.append(f"{context} that starts at line {start.line + 1}, column {start.column + 1}")
+    problem = err.problem or ""
+    if "'\\t'" in problem:
+        hints.append("indent with spaces: YAML does not allow tabs here")
+    elif "<block" in problem or "mapping values are not allowed" in problem:
+        hints.append("check the indentation, and quote values that contain ': '")
+    return "; ".join(hints)
+
+
 def load_yaml(text: str, file: str, diags: Diagnostics) -> Node | None:
     """Compose ``text`` into a located Node tree; problems go to ``diags``. Returns None if unreadable."""
     try:
@@ -235,8 +251,7 @@ def load_yaml(text: str, file: str, diags: Diagnostics) -> Node | None:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         pos = Pos(file, mark.line + 1, mark.column + 1) if mark else Pos(file)
-        message = " ".join(p for p in (err.context, err.problem) if p) or "invalid YAML"
-        diags.error(pos, "", f"YAML syntax error: {message}")
+        diags.error(pos, "", f"YAML syntax error: {err.problem or err.context or 'invalid YAML'}", _syntax_hint(err))
         return None
     except yaml.YAMLError as err:  # e.g. a reader error on control characters
         diags.error(Pos(file), "", f"YAML error: {err}")

@@ -1,0 +1,56 @@
+"""The resolved spec: includes expanded, overrides applied, every default filled in (``attngraph show``)."""
+from __future__ import annotations
+
+from typing import Any
+
+from .api import Spec
+from .ir import NodeIR, ScopeIR
+from .spec.params import Ref
+
+
+def resolved(spec: Spec) -> dict[str, Any]:
+    """Plain data for the spec as attngraph understood it (round-trips through ``attngraph check``)."""
+    ir = spec.ir
+    out: dict[str, Any] = {"attngraph": 1, "name": spec.name}
+    doc = spec.tree.get("doc")
+    if doc is not None and doc.value:
+        out["doc"] = doc.value
+    out["inputs"] = {name: _decl(n, "vocab") for name, n in ir.inputs.items()}
+    if ir.targets:
+        out["targets"] = {name: ({"classes": t.size} if t.index else {"size": t.size}) | {"time": t.time is not None}
+                          for name, t in ir.targets.items()}
+    out["model"] = _body(ir.root)
+    out["outputs"] = {name: {"from": str(o.edge.ref), "loss": o.loss, **({"target": o.target} if o.target else {}),
+                             "weight": o.weight} for name, o in ir.outputs.items()}
+    for key, node in spec.tree.value.items():
+        if key not in out and key not in ("targets",):
+            out[key] = node.plain_value()
+    return out
+
+
+def _decl(node: NodeIR, index_key: str) -> dict[str, Any]:
+    t = node.types["out"]
+    return {index_key if t.index else "size": t.size, "time": t.time is not None}
+
+
+def _body(scope: ScopeIR) -> dict[str, Any]:
+    return {name: _node(n) for name, n in scope.nodes.items() if not n.is_input}
+
+
+def _node(node: NodeIR) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": node.kind}
+    for key, value in vars(node.p).items():
+        if value is None and key == "output":
+            continue
+        out[key] = _plain(value)
+    if node.body is not None:
+        out["body"] = _body(node.body)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Ref):
+        return value.text
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

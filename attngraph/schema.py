@@ -1,0 +1,79 @@
+"""JSON Schema of the spec language, generated from the registries (``attngraph schema``).
+
+Editors that speak the YAML language server validate and complete specs with it: put
+``# yaml-language-server: $schema=attngraph.schema.json`` on the first line of a spec.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .components.base import REGISTRY
+from .components.losses import LOSSES
+from .scopes.base import SCOPES
+from .spec.document import BLOCK_PARAM_TYPES, SECTIONS
+from .spec.params import Param
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def _properties(params: dict[str, Param]) -> dict[str, Any]:
+    props = {}
+    for name, p in params.items():
+        prop = dict(p.type.schema())
+        prop["description"] = p.doc
+        if not p.required and p.default is not None:
+            prop["default"] = p.default
+        props[name] = prop
+    return props
+
+
+def _node(kind: str, cls, is_scope: bool) -> dict[str, Any]:
+    props = {"kind": {"const": kind, "description": cls.doc}, **_properties(cls.params)}
+    required = ["kind", *(n for n, p in cls.params.items() if p.required)]
+    if is_scope:
+        props["body"] = {"$ref": "#/$defs/body"}
+        required.append("body")
+    return {"type": "object", "title": kind, "description": cls.doc, "properties": props, "required": required,
+            "additionalProperties": False}
+
+
+def _decl(either: tuple[str, str]) -> dict[str, Any]:
+    return {"type": "object", "properties": {either[0]: {"type": "integer", "minimum": 1},
+                                              either[1]: {"type": "integer", "minimum": 1}, "time": {"type": "boolean"}},
+            "additionalProperties": False}
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a spec, with one alternative per component and scope kind."""
+    nodes = [_node(k, c, False) for k, c in sorted(REGISTRY.items())]
+    nodes += [_node(k, c, True) for k, c in sorted(SCOPES.items())]
+    include = {"type": "object", "title": "include", "properties": {
+        "include": {"type": "string", "description": "block file, e.g. blocks/lstm_encoder.yaml"},
+        "with": {"type": "object", "description": "block parameters"}},
+        "required": ["include"], "additionalProperties": False}
+    body = {"type": "object", "propertyNames": {"pattern": NAME_PATTERN}, "minProperties": 1,
+            "additionalProperties": {"anyOf": [*nodes, include]}}
+    output = {"type": "object", "properties": {
+        "from": {"type": "string"}, "loss": {"enum": [*LOSSES, "none"]}, "target": {"type": "string"},
+        "weight": {"type": "number", "minimum": 0}}, "required": ["from"], "additionalProperties": False}
+    named = {"type": "object", "propertyNames": {"pattern": NAME_PATTERN}}
+    props: dict[str, Any] = {
+        "attngraph": {"const": 1},
+        "name": {"type": "string"},
+        "doc": {"type": "string"},
+        "inputs": {**named, "additionalProperties": _decl(("size", "vocab"))},
+        "targets": {**named, "additionalProperties": _decl(("size", "classes"))},
+        "model": {"$ref": "#/$defs/body"},
+        "outputs": {**named, "additionalProperties": output},
+    }
+    for name, (_, _, doc) in SECTIONS.items():
+        props.setdefault(name, {"type": "object"})["description"] = doc
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "attngraph spec",
+        "type": "object",
+        "properties": props,
+        "required": [k for k, (req, _, _) in SECTIONS.items() if req],
+        "additionalProperties": False,
+        "$defs": {"body": body, "block_param_types": {"enum": list(BLOCK_PARAM_TYPES)}},
+    }

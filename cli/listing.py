@@ -1,0 +1,50 @@
+"""Text for ``attngraph list``: every kind with its parameters, types, defaults and docs."""
+from __future__ import annotations
+
+from attngraph.components import LOSSES, REGISTRY
+from attngraph.scopes import SCOPES
+from attngraph.spec.params import Param
+
+
+def _param_lines(params: dict[str, Param]) -> list[str]:
+    width = max((len(n) for n in params), default=0)
+    lines = []
+    for name, p in params.items():
+        default = "required" if p.required else f"default {_fmt(p.default)}" if p.default is not None else "optional"
+        lines.append(f"    {name.ljust(width)}  {p.type.name}; {default}. {p.doc}".rstrip())
+    return lines
+
+
+def describe_kind(kind: str) -> str | None:
+    cls = REGISTRY.get(kind) or SCOPES.get(kind)
+    if cls is None:
+        return None
+    lines = [f"{kind} ({cls.family}): {cls.doc}"]
+    if kind in REGISTRY:
+        lines.append(f"  ports: {', '.join(cls.ports)}" + ("; stateful inside a loop" if cls.stateful else ""))
+    lines += _param_lines(cls.params)
+    if kind in SCOPES:
+        lines.append("    body  a mapping of nodes; required.")
+    return "\n".join(lines)
+
+
+def describe_all() -> str:
+    blocks = []
+    families: dict[str, list[str]] = {}
+    for kind, cls in REGISTRY.items():
+        families.setdefault(cls.family, []).append(kind)
+    for family in sorted(families):
+        blocks.append(f"== {family} ==")
+        blocks += [describe_kind(k) + "\n" for k in sorted(families[family])]
+    blocks.append("== scope ==")
+    blocks += [describe_kind(k) + "\n" for k in sorted(SCOPES)]
+    blocks.append("== losses (outputs: {from: NODE, loss: NAME}) ==")
+    blocks += [f"{name}: {loss.doc}" for name, loss in LOSSES.items()]
+    return "\n".join(blocks)
+
+
+def _fmt(value) -> str:
+    """A default as it is written in YAML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
