@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from .ir import IR, Builder
+from .ir import IR
+from .resolve import Builder
 from .spec.diagnostics import Diagnostic, Diagnostics, Pos, SpecError
 from .spec.document import read_spec
 from .spec.yamlload import Node

@@ -121,3 +121,10 @@ def test_include_cycle_is_reported(tmp_path):
     spec = write(tmp_path, "s.yaml", "attngraph: 1\ninputs: {x: {size: 2}}\nmodel:\n  a: {include: a.yaml}\n"
                                      "outputs: {y: {from: x}}\n")
     assert any("include cycle: a.yaml -> b.yaml -> a.yaml" in e for e in errors(spec))
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "/tmp/block.yaml", "blocks/notes.txt"])
+def test_include_takes_only_relative_yaml_paths(tmp_path, target):
+    spec = write(tmp_path, "s.yaml", SPEC.format(block=target, extra=""))
+    assert errors(spec) == [f"{spec}:5:14: model.enc.include: '{target}' is not a relative path to a .yaml block file "
+                            "(includes are looked up next to the spec and in specs/, e.g. blocks/ntm.yaml)"]

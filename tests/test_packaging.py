@@ -1,6 +1,7 @@
 """Packaging: every subpackage is installed, and no generic top-level `cli` package is."""
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -82,7 +82,8 @@ class Embedding(Component):
     def infer(cls, p, ins, step):
         t = ins["in"]
         if not t.index:
-            raise ShapeError(f"needs class indices (an input declared with vocab:) but receives features ({t})", "in")
+            raise ShapeError(f"needs class indices (an input declared with vocab:) but receives features ({t})", "in",
+                             hint="feature vectors go through a linear layer instead")
         return {"out": VType(p.size, t.time)}
 
     def __init__(self, p, ins, outs):
@@ -114,10 +115,15 @@ class Sum(Component):
     def infer(cls, p, ins, step):
         first = ins["in"][0]
         for i, t in enumerate(ins["in"]):
-            _features(t)
+            if t.index:
+                raise ShapeError(f"needs feature vectors but receives class indices ({t})", "in", i,
+                                 "put an embedding in between")
             if t.size != first.size:
                 raise ShapeError(f"size mismatch: {t.size} here but {first.size} at in[0]", "in", i,
                                  "sum adds inputs of equal size")
+            if t.time != first.time:
+                raise ShapeError(f"time axis mismatch: {t} here but {first} at in[0]", "in", i,
+                                 "sum adds inputs that are all sequences on one time axis or all single vectors")
         return {"out": first}
 
     def __init__(self, p, ins, outs):

@@ -39,11 +39,11 @@ class Loop(ScopeKind):
         first = edges[0]
         for edge in edges:
             if edge.type.time is None:
-                diags.error(edge.ref.pos, f"{node.ypath}.over", f"'{edge.ref}' is not a sequence ({edge.type})",
+                diags.error(edge.ref.pos, edge.label, f"'{edge.ref}' is not a sequence ({edge.type})",
                             "a loop steps through values with a time axis")
                 return False
             if edge.type.time != first.type.time:
-                diags.error(edge.ref.pos, f"{node.ypath}.over",
+                diags.error(edge.ref.pos, edge.label,
                             f"'{edge.ref}' ({edge.type}) and '{first.ref}' ({first.type}) have different time axes",
                             "a loop steps through sequences of one length")
                 return False

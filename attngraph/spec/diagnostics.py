@@ -27,13 +27,19 @@ class Diagnostic:
     severity: str = "error"  # "error" | "warning"
 
     def __str__(self) -> str:
+        """One line, whatever the spec holds: a key path with spaces is quoted, control characters escaped."""
         where = f"{self.pos}: " + ("warning: " if self.severity == "warning" else "")
-        path = f"{self.path}: " if self.path else ""
+        path = repr(self.path) if any(c.isspace() for c in self.path) else self.path
+        path = f"{path}: " if self.path else ""
         hint = f" ({self.hint})" if self.hint else ""
-        return f"{where}{path}{self.message}{hint}"
+        return _printable(f"{where}{path}{self.message}{hint}")
 
     def sort_key(self) -> tuple:
         return (self.pos.file, self.pos.line, self.pos.col, self.path, self.message)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclass

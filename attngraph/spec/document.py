@@ -140,6 +140,10 @@ def _include(node: Node, path: str, file: Path, diags: Diagnostics, stack: list[
     if not isinstance(target.value, str):
         diags.error(target.pos, f"{path}.include", "expected a block file name, e.g. blocks/ntm.yaml")
         return None
+    if Path(target.value).is_absolute() or Path(target.value).suffix not in (".yaml", ".yml"):
+        diags.error(target.pos, f"{path}.include", f"'{target.value}' is not a relative path to a .yaml block file",
+                    "includes are looked up next to the spec and in specs/, e.g. blocks/ntm.yaml")
+        return None
     found = _find_block(target.value, file)
     if found is None:
         diags.error(target.pos, f"{path}.include", f"block file '{target.value}' not found",

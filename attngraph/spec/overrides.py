@@ -34,7 +34,10 @@ def apply_overrides(root: Node, overrides: list[str], diags: Diagnostics) -> Non
         if not parts:
             diags.error(where, "", "an override is written key.path=value", "e.g. --set model.ctrl.size=256")
             continue
-        value = load_yaml(raw if raw.strip() else "''", where.file, diags)
+        scratch = Diagnostics()  # the value's own line:col would point into the --set text, not into a file
+        value = load_yaml(raw if raw.strip() else "''", where.file, scratch)
+        for problem in scratch.items:
+            diags.error(where, key, problem.message, problem.hint)
         if value is None:
             continue
         _relocate(value, where)

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from yaml.composer import Composer
 from yaml.parser import Parser
-from yaml.reader import Reader
+from yaml.reader import Reader, ReaderError
 from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
@@ -253,7 +253,14 @@ def load_yaml(text: str, file: str, diags: Diagnostics) -> Node | None:
         pos = Pos(file, mark.line + 1, mark.column + 1) if mark else Pos(file)
         diags.error(pos, "", f"YAML syntax error: {err.problem or err.context or 'invalid YAML'}", _syntax_hint(err))
         return None
-    except yaml.YAMLError as err:  # e.g. a reader error on control characters
+    except ReaderError as err:  # a control character
+        code = f"U+{err.character:04X}" if isinstance(err.character, int) else repr(err.character)
+        line = text.count("\n", 0, err.position) + 1
+        col = err.position - text.rfind("\n", 0, err.position)
+        diags.error(Pos(file, line, col), "", f"the character {code} is not allowed in YAML",
+                    'write it escaped inside a double-quoted string, e.g. "\\x07"')
+        return None
+    except yaml.YAMLError as err:
         diags.error(Pos(file), "", f"YAML error: {err}")
         return None
     except RecursionError:

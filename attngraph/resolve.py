@@ -1,0 +1,416 @@
+"""From the expanded spec tree to the IR: declarations, references, execution order, outputs.
+
+Every problem goes to the Diagnostics; a declaration that failed is remembered (``ScopeIR.broken``) so that
+what refers to it does not cascade into more errors.
+"""
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import networkx as nx
+
+from .components.base import REGISTRY, ShapeError, VType
+from .components.losses import LOSSES
+from .infer import Inferer
+from .ir import IR, Edge, NodeIR, Output, ScopeIR, edges_within, frame_units, nodes_in, scope_chain, unit_in
+from .scopes.base import SCOPES, ScopeKind
+from .spec.diagnostics import Diagnostics, Pos, did_you_mean
+from .spec.document import BROKEN
+from .spec.params import INVALID, Bool, Choice, Float, Int, Param, Ref, RefList, RefType, Str, check_mapping
+from .spec.yamlload import Node
+
+RESERVED = {"prev", "self", "batch", "torch", "B", "t"}
+_BODY_PATH_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+_INPUT_SCHEMA = {
+    "size": Param(Int(min=1), None, "feature vector size"),
+    "vocab": Param(Int(min=1), None, "number of token classes (values are integer indices)"),
+    "time": Param(Bool(), True, "the input is a sequence (B, T, ...); false: one vector per example"),
+}
+_TARGET_SCHEMA = {
+    "size": Param(Int(min=1), None, "feature vector size"),
+    "classes": Param(Int(min=1), None, "number of classes (values are integer indices)"),
+    "time": Param(Bool(), True, "the target is a sequence"),
+}
+_OUTPUT_SCHEMA = {
+    "from": Param(RefType(), doc="the node (or node.port) this output reads"),
+    "loss": Param(Choice(*LOSSES, "none"), "none", "training loss against the target"),
+    "target": Param(Str(), None, "the target it is compared with (default: the output's own name)"),
+    "weight": Param(Float(min=0.0), 1.0, "weight of this loss in the total"),
+}
+
+
+class Builder:
+    """Builds the IR from the expanded spec tree, reporting every problem to ``diags``."""
+
+    def __init__(self, diags: Diagnostics):
+        self.diags = diags
+        self.graph = nx.DiGraph()
+        self.all_edges: list[Edge] = []
+
+    # ----------------------------------------------------------------------------------------- declarations
+    def build(self, root: Node) -> IR | None:
+        scope = ScopeIR(None, None, complete=root.get("inputs") is not None)  # a missing section is reported already
+        inputs = self._decls(root.get("inputs"), "inputs", _INPUT_SCHEMA, ("size", "vocab"), scope)
+        self.target_decls = ScopeIR(None, None)
+        targets = {n.name: n.types["out"] for n in
+                   self._decls(root.get("targets"), "targets", _TARGET_SCHEMA, ("size", "classes"), self.target_decls).values()}
+        model = root.get("model")
+        if model is None or not model.is_map or not model.value:
+            if model is not None:
+                self._expected(model, "model", "expected a mapping of named nodes", "e.g. ctrl: {kind: lstm, ...}")
+            return None
+        self._body(model, "model", (), scope)
+        for node in self._walk(scope):
+            self._resolve_node(node)
+        outputs = self._outputs(root.get("outputs"), scope, targets)
+        order: dict[int, list[NodeIR]] = {}
+        self._order(scope, order)
+        ir = IR(scope, inputs, targets, outputs, order, self.graph, self.all_edges)
+        if not self.diags.errors:
+            Inferer(ir, self.diags).run()
+            self._check_outputs(ir)
+        if not self.diags.errors:  # with errors, "unused" is mostly a cascade of a node that failed to build
+            self._warn_unused(ir)
+        return ir
+
+    def _decls(self, node: Node | None, section: str, schema, either: tuple[str, str], scope: ScopeIR) -> dict[str, NodeIR]:
+        """The declarations of ``inputs`` or ``targets``; those that fail are reported and named in ``scope.broken``."""
+        out: dict[str, NodeIR] = {}
+        if node is None:
+            return out
+        if not node.is_map:
+            scope.complete = False
+            self._expected(node, section, f"expected a mapping of named {section}")
+            return out
+        for name, decl in node.value.items():
+            ir = self._decl(name, decl, node.key_pos[name], section, schema, either, scope)
+            if ir is None:
+                scope.broken.add(name)
+                continue
+            out[name] = scope.nodes[name] = ir
+            if section == "inputs":
+                self.graph.add_node(ir.dotted, ir=ir)
+        return out
+
+    def _decl(self, name: str, decl: Node, pos: Pos, section: str, schema, either: tuple[str, str],
+              scope: ScopeIR) -> NodeIR | None:
+        path = f"{section}.{name}"
+        if not self._check_name(name, pos, path):
+            return None
+        if not decl.is_map:
+            return self._expected(decl, path, f"expected a mapping such as {{{either[0]}: 8}}")
+        p = check_mapping(decl, schema, path, self.diags, f"an entry of '{section}'")
+        given = [k for k in either if p.get(k) not in (None, INVALID)]
+        if len(given) != 1:
+            if not any(p.get(k) is INVALID for k in either):
+                self.diags.error(decl.pos, path, f"give exactly one of '{either[0]}' or '{either[1]}'")
+            return None
+        if p["time"] is INVALID:
+            return None
+        vt = VType(p[given[0]], name if p["time"] is True else None, given[0] != "size")
+        return NodeIR(name, (name,), path, pos, "input", None, SimpleNamespace(**p), scope, types={"out": vt})
+
+    def _expected(self, node: Node, path: str, message: str, hint: str = "") -> None:
+        """Report a value of the wrong shape, unless its own error was reported already (a forbidden tag)."""
+        if not node.broken:
+            self.diags.error(node.pos, path, message, hint)
+
+    def _check_name(self, name: str, pos: Pos, path: str) -> bool:
+        from .spec.params import NAME_RE
+        if not NAME_RE.match(name):
+            self.diags.error(pos, path, f"'{name}' is not a valid name", "use letters, digits and _, not starting with a digit")
+            return False
+        if name in RESERVED:
+            self.diags.error(pos, path, f"'{name}' is a reserved word", "choose another name")
+            return False
+        return True
+
+    def _body(self, body: Node, ypath: str, path: tuple[str, ...], scope: ScopeIR) -> None:
+        for name, decl in body.value.items():
+            sub = f"{ypath}.{name}"
+            pos = body.key_pos.get(name, decl.pos)
+            if not self._check_name(name, pos, sub):
+                scope.broken.add(name)
+                continue
+            if name in scope.nodes:
+                self.diags.error(pos, sub, f"'{name}' is already a model input", "give the node another name")
+                continue
+            node = self._node(name, decl, sub, (*path, name), pos, scope)
+            if node is None:
+                scope.broken.add(name)
+                continue
+            scope.nodes[name] = node
+            self.graph.add_node(node.dotted, ir=node)
+
+    def _node(self, name, decl: Node, ypath, path, pos, scope) -> NodeIR | None:
+        if not decl.is_map:
+            return self._expected(decl, ypath, "expected a node: a mapping with a 'kind'", "e.g. {kind: linear, size: 8, in: x}")
+        kind_node = decl.get("kind")
+        if kind_node is None:
+            self.diags.error(decl.pos, ypath, "missing 'kind'", "every node names its kind; 'attngraph list' shows them")
+            return None
+        kind = kind_node.value
+        if kind == BROKEN or kind_node.broken:
+            return None
+        cls = REGISTRY.get(kind) if isinstance(kind, str) else None
+        cls = cls or (SCOPES.get(kind) if isinstance(kind, str) else None)
+        if cls is None:
+            self.diags.error(kind_node.pos, f"{ypath}.kind", f"unknown kind '{kind_node.text or kind}'",
+                             did_you_mean(str(kind), [*REGISTRY, *SCOPES]))
+            return None
+        is_scope = isinstance(cls, type) and issubclass(cls, ScopeKind)
+        schema = cls.params
+        p = check_mapping(decl, schema, ypath, self.diags, f"kind '{kind}'", skip=("kind", "body"))
+        node = NodeIR(name, path, ypath, pos, kind, cls, SimpleNamespace(**p), scope, key_pos=dict(decl.key_pos))
+        if is_scope:
+            body = decl.get("body")
+            node.body = ScopeIR(node, scope)
+            if body is None or not body.is_map or not body.value:
+                node.body.complete = False
+                self._expected(body or decl, f"{ypath}.body", f"a '{kind}' scope needs a body: a mapping of nodes")
+            else:
+                self._body(body, f"{ypath}.body", path, node.body)
+                self._default_output(node, decl.get("output"))
+        elif "body" in decl.value:
+            self.diags.error(decl.key_pos["body"], f"{ypath}.body", f"'{kind}' is a component, not a scope: it has no body")
+        return node
+
+    def _default_output(self, node: NodeIR, written: Node | None) -> None:
+        """Resolve a scope's ``output:`` (a body node, node.port or scope.node) once, reported where it is written."""
+        text = node.p.output
+        if written is None or not isinstance(text, str):
+            return
+        label = f"{node.ypath}.output"
+        if not _BODY_PATH_RE.match(text):
+            self.diags.error(written.pos, label, f"malformed output '{text}'", "name a body node: node, node.port or scope.node")
+            return
+        first, *rest = text.split(".")
+        body = node.body
+        if first not in body.nodes:
+            if first not in body.broken:
+                self.diags.error(written.pos, label, f"scope '{node.name}' has no node '{first}'",
+                                 did_you_mean(first, body.nodes))
+            return
+        through: list[NodeIR] = []
+        found = self._descend(body.nodes[first], rest, through, written.pos, label)
+        if found is not None:
+            node.default = (*found, tuple(through))
+
+    def _walk(self, scope: ScopeIR):
+        for node in list(scope.nodes.values()):
+            if not node.is_input:
+                yield node
+            if node.body is not None:
+                yield from self._walk(node.body)
+
+    # ------------------------------------------------------------------------------------------- references
+    def _resolve_node(self, node: NodeIR) -> None:
+        for param, spec in node.cls.params.items():
+            value = getattr(node.p, param)
+            if not isinstance(spec.type, (RefType, RefList)) or value is INVALID or value is None:
+                continue
+            refs = value if isinstance(value, list) else [value]
+            edges = []
+            for i, ref in enumerate(refs):
+                label = f"{node.ypath}.{param}" + (f"[{i}]" if isinstance(spec.type, RefList) and len(refs) > 1 else "")
+                edge = self.resolve(ref, node.scope, label, node, param, i)
+                if edge is not None:
+                    edges.append(edge)
+            node.inputs[param] = edges
+
+    def resolve(self, ref: Ref, scope: ScopeIR, label: str, dst: NodeIR | None, param: str, index: int) -> Edge | None:
+        start = scope
+        for _ in range(ref.up):
+            if start.parent is None:
+                self.diags.error(ref.pos, label, f"'{ref}' reaches outside the model", "too many '^'")
+                return None
+            start = start.parent
+        crossed: list[NodeIR] = []
+        s, first = start, ref.parts[0]
+        while s is not None and first not in s.nodes:
+            if s.owner is not None:
+                crossed.append(s.owner)
+            s = s.parent
+        if s is None:
+            if any(first in sc.broken or not sc.complete for sc in scope_chain(start)):
+                return None
+            visible = sorted({n for sc in scope_chain(start) for n in sc.nodes})
+            self.diags.error(ref.pos, label, f"unknown node '{first}'", did_you_mean(first, visible))
+            return None
+        into: list[NodeIR] = []
+        found = self._descend(s.nodes[first], list(ref.parts[1:]), into, ref.pos, label)
+        if found is None:
+            return None
+        target, port = found
+        inside = next((o for o in into if not o.cls.inline and any(sc.owner is o for sc in scope_chain(scope))), None)
+        if inside is not None:
+            self.diags.error(ref.pos, label, f"'{ref}' reads the whole loop '{inside.name}' from inside its body",
+                             f"inside the body, name the node itself ({target.name}), or prev({target.name}) "
+                             "for its previous value")
+            return None
+        edge = Edge(target, port, ref, param, index, dst, tuple(into), label=label)
+        if dst is not None and not self._check_prev(edge, scope, crossed, label):
+            return None
+        for owner in crossed:
+            if owner.cls is not None and not owner.cls.inline:
+                for over in owner.inputs.get("over", []):
+                    if over.key() == edge.key():
+                        edge.element_of = owner
+                        break
+            if edge.element_of is not None:
+                break
+        self.all_edges.append(edge)
+        if dst is not None:
+            self.graph.add_edge(target.dotted, dst.dotted, prev=ref.prev, port=port, param=param)
+        return edge
+
+    def _descend(self, target: NodeIR, parts: list[str], into: list[NodeIR], pos: Pos, label: str
+                 ) -> tuple[NodeIR, str] | None:
+        """Follow ``parts`` from ``target``: nodes inside scope bodies, then at most one port; a scope read as a
+        whole stands for its default output. Scopes entered are appended to ``into``. None if there is no such
+        value (reported here, unless the declaration it needs already had its own error)."""
+        i = 0
+        while target.is_scope and i < len(parts):
+            body, name = target.body, parts[i]
+            if name not in body.nodes:
+                if body.complete and name not in body.broken:
+                    self.diags.error(pos, label, f"scope '{target.name}' has no node '{name}'", did_you_mean(name, body.nodes))
+                return None
+            into.append(target)
+            target, i = body.nodes[name], i + 1
+        if target.is_scope:
+            if target.default is None:
+                if target.p.output is None and target.body.complete:
+                    example = next(iter(target.body.nodes), "node")
+                    self.diags.error(pos, label, f"scope '{target.name}' has no default output",
+                                     f"read a node inside it, e.g. {target.name}.{example}, or set 'output:' on the scope")
+                return None
+            inner, port, through = target.default
+            into.extend([target, *through])
+            return inner, port
+        ports = ("out",) if target.is_input else target.cls.ports
+        rest = parts[i:]
+        if rest and (len(rest) > 1 or rest[0] not in ports):
+            what = "a model input" if target.is_input else f"'{target.kind}'"
+            self.diags.error(pos, label, f"node '{target.name}' ({what}) has no port '{'.'.join(rest)}'",
+                             f"its ports: {', '.join(ports)}")
+            return None
+        return target, rest[0] if rest else "out"
+
+    def _check_prev(self, edge: Edge, scope: ScopeIR, crossed: list[NodeIR], label: str) -> bool:
+        ref = edge.ref
+        if not ref.prev:
+            return True
+        frame = scope.frame
+        if frame.owner is None:
+            self.diags.error(ref.pos, label, f"'{ref}' outside a loop",
+                             "prev() reads the previous step's value inside a loop body")
+            return False
+        if any(not o.cls.inline for o in crossed) or any(not s.cls.inline for s in edge.into):
+            self.diags.error(ref.pos, label, f"'{ref}' reads a node that is not computed in this loop body",
+                             f"prev() can only name nodes of the body of '{frame.owner.name}'")
+            return False
+        if edge.src.is_input or edge.src.scope.frame is not frame:
+            self.diags.error(ref.pos, label, f"'{ref}' reads a node that is not computed in this loop body",
+                             f"prev() can only name nodes of the body of '{frame.owner.name}'")
+            return False
+        return True
+
+    # ----------------------------------------------------------------------------------------------- order
+    def _order(self, frame: ScopeIR, order: dict[int, list[NodeIR]]) -> None:
+        units = list(frame_units(frame))
+        deps = nx.DiGraph()
+        deps.add_nodes_from(units)
+        for unit in units:
+            for edge in edges_within(unit):
+                if edge.prev:
+                    continue
+                src = unit_in(edge.src, frame)
+                if src is not None and src is not unit:
+                    deps.add_edge(src, unit, edge=edge)
+                elif src is unit and (not unit.is_scope or edge.dst is unit):  # a scope may read its body, not itself
+                    self.diags.error(edge.ref.pos, edge.label, f"'{unit.name}' reads itself", _self_read_hint(unit, edge, frame))
+        try:
+            order[id(frame)] = list(nx.lexicographical_topological_sort(deps, key=lambda n: units.index(n)))
+        except nx.NetworkXUnfeasible:
+            cycle = nx.find_cycle(deps)
+            names = " -> ".join([c[0].name for c in cycle] + [cycle[0][0].name])
+            edge = deps.edges[cycle[-1]]["edge"]
+            self.diags.error(edge.ref.pos, edge.label, f"cycle without prev(): {names}",
+                             "mark one edge as prev(...) to read the previous step's value")
+            order[id(frame)] = units
+        for unit in units:
+            if unit.is_scope:
+                self._order(unit.body, order)
+
+    # --------------------------------------------------------------------------------------------- outputs
+    def _outputs(self, node: Node | None, scope: ScopeIR, targets: dict[str, VType]) -> dict[str, Output]:
+        out: dict[str, Output] = {}
+        if node is None:
+            return out
+        if not node.is_map or not node.value:
+            self._expected(node, "outputs", "expected a mapping of named outputs", "e.g. y: {from: head, loss: bce}")
+            return out
+        for name, decl in node.value.items():
+            path = f"outputs.{name}"
+            if not self._check_name(name, node.key_pos[name], path):
+                continue
+            if not decl.is_map:
+                self._expected(decl, path, "expected {from: node, loss: ...}")
+                continue
+            p = check_mapping(decl, _OUTPUT_SCHEMA, path, self.diags, "an output")
+            if p["from"] is INVALID:
+                continue
+            edge = self.resolve(p["from"], scope, f"{path}.from", None, "from", 0)
+            if edge is None or p["loss"] is INVALID:
+                continue
+            if edge.prev:
+                self.diags.error(edge.ref.pos, f"{path}.from", "an output cannot read prev()")
+                continue
+            target = p["target"] or name
+            if target is INVALID or (p["loss"] != "none" and target not in targets and self._target_failed(target)):
+                continue
+            if p["loss"] != "none" and target not in targets:
+                where = decl.value["target"].pos if "target" in decl.value else decl.pos
+                self.diags.error(where, f"{path}.target", f"no target named '{target}' for the '{p['loss']}' loss",
+                                 did_you_mean(target, targets) if targets else "declare it under targets:")
+                continue
+            out[name] = Output(name, edge, p["loss"], target if p["loss"] != "none" else None, p["weight"], decl.pos)
+        return out
+
+    def _target_failed(self, name: str) -> bool:
+        """True if ``name`` may be a target whose declaration failed (reported already)."""
+        return name in self.target_decls.broken or not self.target_decls.complete
+
+    def _check_outputs(self, ir: IR) -> None:
+        for out in ir.outputs.values():
+            pred = out.edge.type
+            if pred is None or out.loss == "none":
+                continue
+            try:
+                LOSSES[out.loss].check(pred, ir.targets[out.target])
+            except ShapeError as err:
+                self.diags.error(out.pos, f"outputs.{out.name}", f"{out.edge.ref} -> target '{out.target}': {err.message}",
+                                 err.hint)
+
+    def _warn_unused(self, ir: IR) -> None:
+        used = {id(e.src) for e in self.all_edges} | {id(s) for e in self.all_edges for s in e.into}
+        for node in [*ir.inputs.values(), *ir.nodes()]:
+            if id(node) in used:
+                continue
+            if node.is_scope and any(id(n) in used for n in nodes_in(node.body)):
+                continue
+            what = "input" if node.is_input else "node"
+            self.diags.warning(node.pos, node.ypath, f"{what} '{node.name}' is never used",
+                               "nothing reads it and it is not an output")
+
+
+def _self_read_hint(unit: NodeIR, edge: Edge, frame: ScopeIR) -> str:
+    if unit.is_scope:
+        return f"a '{unit.kind}' cannot take its own output as an input"
+    if frame.owner is None:
+        return "outside a loop a node cannot use its own value"
+    return f"write prev({edge.ref}) for its value at the previous step"
