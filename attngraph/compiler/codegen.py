@@ -5,6 +5,7 @@ plus one ``for`` loop per loop scope: no dictionary walking in the per-step loop
 """
 from __future__ import annotations
 
+import builtins
 import keyword
 import linecache
 import re
@@ -67,7 +68,8 @@ class CodeGen:
     # ------------------------------------------------------------------------------------------- function
     def function(self) -> str:
         ir = self.ir
-        self.used.update({"self", "batch", "torch", "B", "_f", "nodes", "t"})
+        # builtins too: the generated code calls range, len, zip and tuple, so a node named 'len' must not shadow one
+        self.used.update({"self", "batch", "torch", "B", "_f", "nodes", "t", *dir(builtins)})
         binds = ["    " + line for line in self._bindings()]
         body_start = len(self.lines)
         for name, node in ir.inputs.items():

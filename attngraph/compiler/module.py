@@ -60,7 +60,8 @@ class CompiledModel(nn.Module):
             axis = out.edge.type.time
             mask = batch.get(f"{axis}.mask") if axis else None
             parts[name] = value = LOSSES[out.loss](pred, batch[out.target], mask)
-            total = out.weight * value if total is None else total + out.weight * value
+            weighted = value if out.weight == 1.0 else out.weight * value  # no extra autograd node for weight 1
+            total = weighted if total is None else total + weighted
         if total is None:
             total = self._float.new_zeros(())
         return total, parts

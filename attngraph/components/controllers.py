@@ -58,10 +58,10 @@ class _Recurrent(Component):
         value = 0.0 if self.init_kind == "zeros" else float(self.init_kind)
         return tuple(like.new_full((batch, self.size), value) for _ in range(self._states * self.layers))
 
-    def _weights(self, layer: int):
-        r = self.rnn
-        return (getattr(r, f"weight_ih_l{layer}"), getattr(r, f"weight_hh_l{layer}"),
-                getattr(r, f"bias_ih_l{layer}"), getattr(r, f"bias_hh_l{layer}"))
+    def _weights(self) -> list[torch.Tensor]:
+        """(w_ih, w_hh, b_ih, b_hh) of every layer, flat: the list nn.RNNBase keeps in sync and its fused
+        forward uses (a plain attribute, so a cell step does not pay four Module.__getattr__ per layer)."""
+        return self.rnn._flat_weights
 
     def _sequence_state(self, x):
         """Initial state in nn.RNNBase's (layers, B, H) layout, or None for zeros."""
@@ -74,7 +74,8 @@ class _Recurrent(Component):
         h0 = self._sequence_state(x)
         if lengths is None:
             return self.rnn(x, h0)[0]
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        # pack_padded_sequence rejects empty sequences: run those for one step, at a position the mask excludes
+        packed = pack_padded_sequence(x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.rnn(packed, h0)
         return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
 
@@ -86,9 +87,9 @@ class LSTM(_Recurrent):
     _states = 2  # state layout: (h_0, c_0, h_1, c_1, ...)
 
     def step(self, state, x):  # x: (B, in); state: 2*layers tensors (B, size) -> (B, size)
-        new = []
+        weights, new = self._weights(), []
         for layer in range(self.layers):
-            h, c = torch.lstm_cell(x, (state[2 * layer], state[2 * layer + 1]), *self._weights(layer))
+            h, c = torch.lstm_cell(x, (state[2 * layer], state[2 * layer + 1]), *weights[4 * layer:4 * layer + 4])
             new += (h, c)
             x = h
         return x, tuple(new)
@@ -100,9 +101,9 @@ class GRU(_Recurrent):
     _torch_cls = nn.GRU
 
     def step(self, state, x):  # x: (B, in) -> (B, size)
-        new = []
+        weights, new = self._weights(), []
         for layer in range(self.layers):
-            x = torch.gru_cell(x, state[layer], *self._weights(layer))
+            x = torch.gru_cell(x, state[layer], *weights[4 * layer:4 * layer + 4])
             new.append(x)
         return x, tuple(new)
 
@@ -118,8 +119,8 @@ class RNN(_Recurrent):
         return nn.RNN(in_size, p.size, p.layers, nonlinearity=p.nonlinearity, batch_first=True)
 
     def step(self, state, x):  # x: (B, in) -> (B, size)
-        new = []
+        weights, new = self._weights(), []
         for layer in range(self.layers):
-            x = self._cell(x, state[layer], *self._weights(layer))
+            x = self._cell(x, state[layer], *weights[4 * layer:4 * layer + 4])
             new.append(x)
         return x, tuple(new)

@@ -1,0 +1,185 @@
+"""Training-step benchmark: attngraph-compiled models against hand-written PyTorch of the same math.
+
+Usage::
+
+    python benchmarks/run.py              # full run (about 5 minutes on 2 CPU cores)
+    python benchmarks/run.py --quick      # smoke run (under a minute)
+    python benchmarks/run.py --threads 2  # torch.set_num_threads(2) (default 1)
+    python benchmarks/run.py --clock cpu  # time this process's CPU time instead of wall time
+    python benchmarks/run.py --only lstm-seq loop-gru2   # a subset of the models
+
+For every model (a spec under ``benchmarks/specs/``) and batch size, the compiled model and its hand-written
+twin (``benchmarks/hand.py``) start from identical weights and see identical inputs (their outputs are checked
+to agree first). One training step is forward + loss + backward + Adam step. After a warm-up, the two alternate
+in one process (A, B, A, B, ...): each round times ``steps`` consecutive training steps of each, and the
+reported time per step is the median over rounds. The last line is ``worst_ratio: X.XXX``, the largest
+compiled/hand-written ratio. See benchmarks/README.md for the method and its caveats.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import attngraph
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/hand.py, however this script is started
+from hand import LoopFeedback, LoopGRU2, LoopLSTM, LSTMSeq, bce_loss, load_compiled_weights  # noqa: E402
+
+SPECS = Path(__file__).resolve().parent / "specs"
+N_IN, HIDDEN, N_OUT, T = 9, 128, 8, 40
+AGREE = 1e-4  # the largest |compiled - hand-written| output difference accepted before timing
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark row: a spec, its hand-written twin and a batch size."""
+
+    name: str
+    spec: str
+    hand: type[nn.Module]
+    batch: int
+
+
+CASES = [
+    Case("lstm-seq", "lstm_seq.yaml", LSTMSeq, 32),
+    Case("loop-lstm", "loop_lstm.yaml", LoopLSTM, 32),
+    Case("loop-feedback", "loop_feedback.yaml", LoopFeedback, 1),
+    Case("loop-feedback", "loop_feedback.yaml", LoopFeedback, 32),
+    Case("loop-gru2", "loop_gru2.yaml", LoopGRU2, 32),
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    warmup: int  # training steps of each model before timing
+    rounds: int  # alternating timed rounds
+    steps: int  # training steps per model per round
+
+
+QUICK = Settings(warmup=3, rounds=9, steps=4)
+FULL = Settings(warmup=20, rounds=51, steps=15)
+
+
+@dataclass
+class Result:
+    case: Case
+    compiled_ms: float
+    hand_ms: float
+    max_diff: float
+
+    @property
+    def ratio(self) -> float:
+        return self.compiled_ms / self.hand_ms
+
+
+def make_models(case: Case) -> tuple[attngraph.CompiledModel, nn.Module]:
+    """The compiled model (seeded) and the hand-written one loaded with the same weights."""
+    torch.manual_seed(0)
+    compiled = attngraph.build(attngraph.load(SPECS / case.spec))
+    with torch.no_grad():  # a learned initial prediction (prev_init) starts at zero; make it non-trivial
+        for param in compiled.parameters():
+            if not param.any():
+                param.uniform_(-0.5, 0.5)
+    hand = case.hand(N_IN, HIDDEN, N_OUT)
+    load_compiled_weights(hand, compiled.state_dict())
+    return compiled, hand
+
+
+def make_batch(batch: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    return {"x": torch.randint(0, 2, (batch, T, N_IN), generator=gen).float(),
+            "y": torch.randint(0, 2, (batch, T, N_OUT), generator=gen).float()}
+
+
+def compiled_step(model: attngraph.CompiledModel, batch: dict[str, torch.Tensor]) -> Callable[[], None]:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss, _ = model.loss(model(batch), batch)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def hand_step(model: nn.Module, batch: dict[str, torch.Tensor]) -> Callable[[], None]:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = batch["x"], batch["y"]
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = bce_loss(model(x), y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def timed(step: Callable[[], None], n: int, clock: Callable[[], float]) -> float:
+    """Milliseconds per step over ``n`` consecutive steps."""
+    start = clock()
+    for _ in range(n):
+        step()
+    return (clock() - start) * 1e3 / n
+
+
+def run_case(case: Case, settings: Settings, clock: Callable[[], float]) -> Result:
+    compiled, hand = make_models(case)
+    batch = make_batch(case.batch)
+    with torch.no_grad():
+        max_diff = (compiled(batch)["y"] - hand(batch["x"])).abs().max().item()
+    if max_diff > AGREE:
+        raise SystemExit(f"{case.name}: the compiled and hand-written models disagree (max |diff| {max_diff:.2e})")
+    steps = (compiled_step(compiled, batch), hand_step(hand, batch))
+    for _ in range(settings.warmup):
+        for step in steps:
+            step()
+    times: tuple[list[float], list[float]] = ([], [])
+    gc.collect()
+    for _ in range(settings.rounds):
+        for step, out in zip(steps, times):
+            out.append(timed(step, settings.steps, clock))
+    return Result(case, statistics.median(times[0]), statistics.median(times[1]), max_diff)
+
+
+def print_table(results: list[Result]) -> None:
+    print(f"{'model':<15} {'batch':>5} {'compiled ms/step':>17} {'hand ms/step':>13} {'ratio':>7} {'max |diff|':>11}")
+    for r in results:
+        print(f"{r.case.name:<15} {r.case.batch:>5} {r.compiled_ms:>17.3f} {r.hand_ms:>13.3f} {r.ratio:>7.3f} "
+              f"{r.max_diff:>11.1e}")
+    print(f"worst_ratio: {max(r.ratio for r in results):.3f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few short rounds (a smoke test, under a minute)")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall: elapsed time (default); cpu: this process's CPU time, steadier on a shared machine")
+    parser.add_argument("--only", nargs="*", metavar="MODEL", help="run only these models (names as in the table)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    settings = QUICK if args.quick else FULL
+    cases = [case for case in CASES if not args.only or case.name in args.only]
+    if not cases:
+        parser.error(f"no model named {' or '.join(args.only)}; the models: {', '.join(dict.fromkeys(c.name for c in CASES))}")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.clock} clock, "
+          f"{settings.rounds} rounds x {settings.steps} steps after {settings.warmup} warm-up steps, T={T}, hidden={HIDDEN}")
+    print_table([run_case(case, settings, CLOCKS[args.clock]) for case in cases])
+
+
+if __name__ == "__main__":
+    main()
