@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from attngraph_cli.main import main
 from click.testing import CliRunner
 
 import attngraph
 from attngraph import api
+from attngraph_cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "specs" / "examples"
