@@ -95,32 +95,30 @@ class LSTM(_Recurrent):
         return x, tuple(new)
 
 
-@component("gru", "controller", dict(_PARAMS), stateful=True,
-           doc="Gated recurrent unit (Cho et al. 2014), optionally stacked.")
-class GRU(_Recurrent):
-    _torch_cls = nn.GRU
+class _OneStateCell(_Recurrent):
+    """A cell whose state is one tensor per layer (GRU, Elman RNN); ``_cell`` is torch's fused cell."""
 
-    def step(self, state, x):  # x: (B, in) -> (B, size)
-        weights, new = self._weights(), []
-        for layer in range(self.layers):
-            x = torch.gru_cell(x, state[layer], *weights[4 * layer:4 * layer + 4])
-            new.append(x)
-        return x, tuple(new)
-
-
-@component("rnn", "controller", {**_PARAMS, "nonlinearity": Param(Choice("tanh", "relu"), "tanh",
-                                                                    "the cell's nonlinearity")},
-           stateful=True, doc="Elman recurrent network, optionally stacked.")
-class RNN(_Recurrent):
-    _torch_cls = nn.RNN
-
-    def _make(self, in_size, p):
-        self._cell = torch.rnn_tanh_cell if p.nonlinearity == "tanh" else torch.rnn_relu_cell
-        return nn.RNN(in_size, p.size, p.layers, nonlinearity=p.nonlinearity, batch_first=True)
-
-    def step(self, state, x):  # x: (B, in) -> (B, size)
+    def step(self, state, x):  # x: (B, in); state: layers tensors (B, size) -> (B, size)
         weights, new = self._weights(), []
         for layer in range(self.layers):
             x = self._cell(x, state[layer], *weights[4 * layer:4 * layer + 4])
             new.append(x)
         return x, tuple(new)
+
+
+@component("gru", "controller", dict(_PARAMS), stateful=True,
+           doc="Gated recurrent unit (Cho et al. 2014), optionally stacked.")
+class GRU(_OneStateCell):
+    _torch_cls = nn.GRU
+    _cell = staticmethod(torch.gru_cell)
+
+
+@component("rnn", "controller", {**_PARAMS, "nonlinearity": Param(Choice("tanh", "relu"), "tanh",
+                                                                    "the cell's nonlinearity")},
+           stateful=True, doc="Elman recurrent network, optionally stacked.")
+class RNN(_OneStateCell):
+    _torch_cls = nn.RNN
+
+    def _make(self, in_size, p):
+        self._cell = torch.rnn_tanh_cell if p.nonlinearity == "tanh" else torch.rnn_relu_cell
+        return nn.RNN(in_size, p.size, p.layers, nonlinearity=p.nonlinearity, batch_first=True)
