@@ -4,17 +4,17 @@
     >>> spec = attngraph.load("specs/examples/lstm_seq.yaml", overrides=["model.ctrl.size=64"])
     >>> model = attngraph.build(spec)          # an ordinary torch.nn.Module
 """
-from . import components, scopes  # noqa: F401  (register the built-in kinds)
+from . import components, scopes, tasks  # noqa: F401  (register the built-in kinds, tasks, sections)
 from .api import Spec, build, check, load, load_plugins
 from .compiler.module import CompiledModel
 from .components import LOSSES, Component, Loss, ShapeError, VType, component, register_loss
 from .scopes import ScopeKind, scope
 from .spec.diagnostics import Diagnostic, SpecError
-from .spec.params import Bool, Choice, Either, Float, Int, IntList, Param, RefList, RefType, Str
+from .spec.params import Bool, Choice, Either, Float, Int, IntList, IntRange, Param, RefList, RefType, Str
 
 __version__ = "0.1.0"
 __all__ = [
     "Spec", "build", "check", "load", "load_plugins", "CompiledModel", "LOSSES", "Component", "Loss",
     "ShapeError", "VType", "component", "register_loss", "ScopeKind", "scope", "Diagnostic", "SpecError",
-    "Bool", "Choice", "Either", "Float", "Int", "IntList", "Param", "RefList", "RefType", "Str",
+    "Bool", "Choice", "Either", "Float", "Int", "IntList", "IntRange", "Param", "RefList", "RefType", "Str",
 ]

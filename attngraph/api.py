@@ -6,11 +6,12 @@ import sys
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 from .ir import IR
 from .resolve import Builder
 from .spec.diagnostics import Diagnostic, Diagnostics, Pos, SpecError
-from .spec.document import read_spec
+from .spec.document import SECTIONS, read_spec
 from .spec.yamlload import Node
 
 ENTRY_POINT_GROUP = "attngraph.components"
@@ -26,6 +27,7 @@ class Spec:
     ir: IR
     overrides: list[str] = field(default_factory=list)
     warnings: list[Diagnostic] = field(default_factory=list)
+    sections: dict[str, Any] = field(default_factory=dict)  # validated values of task:, train:, ...
 
     @property
     def name(self) -> str:
@@ -53,16 +55,28 @@ def check(path: str | Path, overrides: list[str] = ()) -> tuple[Spec | None, lis
     diags = Diagnostics()
     tree = read_spec(path, diags, list(overrides))
     ir = None
+    sections: dict[str, Any] = {}
     if tree is not None:
         ir = Builder(diags).build(tree)
+        sections = _check_sections(tree, diags, ir)
     report = diags.sorted()
     if diags.errors or ir is None:
         if not diags.errors:
             report.insert(0, Diagnostic(Pos(str(path)), "", "the spec defines no model"))
         return None, report
-    spec = Spec(Path(path), tree, ir, list(overrides), report)
+    spec = Spec(Path(path), tree, ir, list(overrides), report, sections)
     ir.name = spec.name
     return spec, report
+
+
+def _check_sections(tree: Node, diags: Diagnostics, ir: IR | None) -> dict[str, Any]:
+    """Run the checker of every registered section present in the spec (task:, train:, ...)."""
+    values = {}
+    for name, (_, checker, _) in SECTIONS.items():
+        node = tree.get(name)
+        if checker is not None and node is not None:
+            values[name] = checker(node, diags, ir)
+    return values
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> Spec:

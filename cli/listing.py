@@ -4,6 +4,7 @@ from __future__ import annotations
 from attngraph.components import LOSSES, REGISTRY
 from attngraph.scopes import SCOPES
 from attngraph.spec.params import Param
+from attngraph.tasks import TASKS
 
 
 def _param_lines(params: dict[str, Param]) -> list[str]:
@@ -18,13 +19,22 @@ def _param_lines(params: dict[str, Param]) -> list[str]:
 def describe_kind(kind: str) -> str | None:
     cls = REGISTRY.get(kind) or SCOPES.get(kind)
     if cls is None:
-        return None
+        return describe_task(kind)
     lines = [f"{kind} ({cls.family}): {cls.doc}"]
     if kind in REGISTRY:
         lines.append(f"  ports: {', '.join(cls.ports)}" + ("; stateful inside a loop" if cls.stateful else ""))
     lines += _param_lines(cls.params)
     if kind in SCOPES:
         lines.append("    body  a mapping of nodes; required.")
+    return "\n".join(lines)
+
+
+def describe_task(name: str) -> str | None:
+    cls = TASKS.get(name)
+    if cls is None:
+        return None
+    lines = [f"{name} (task): {cls.doc}", f"  metrics: {', '.join(cls.metric_names)}", *_param_lines(cls.params)]
+    lines.append("    eval  a mapping of the parameters above to change for evaluation data; optional.")
     return "\n".join(lines)
 
 
@@ -38,6 +48,8 @@ def describe_all() -> str:
         blocks += [describe_kind(k) + "\n" for k in sorted(families[family])]
     blocks.append("== scope ==")
     blocks += [describe_kind(k) + "\n" for k in sorted(SCOPES)]
+    blocks.append("== tasks (task: {kind: NAME, ...}) ==")
+    blocks += [describe_task(k) + "\n" for k in sorted(TASKS)]
     blocks.append("== losses (outputs: {from: NODE, loss: NAME}) ==")
     blocks += [f"{name}: {loss.doc}" for name, loss in LOSSES.items()]
     return "\n".join(blocks)

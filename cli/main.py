@@ -149,8 +149,9 @@ def list_kinds(kind: str | None, imports: tuple[str, ...]) -> None:
     if text is None:
         from attngraph.components import REGISTRY
         from attngraph.scopes import SCOPES
+        from attngraph.tasks import TASKS
 
-        click.echo(f"attngraph: unknown kind '{kind}' ({did_you_mean(kind, [*REGISTRY, *SCOPES])})", err=True)
+        click.echo(f"attngraph: unknown kind '{kind}' ({did_you_mean(kind, [*REGISTRY, *SCOPES, *TASKS])})", err=True)
         sys.exit(EXIT_SPEC_ERROR)
     click.echo(text)
 

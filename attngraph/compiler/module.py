@@ -50,15 +50,17 @@ class CompiledModel(nn.Module):
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Weighted sum of every output's loss against ``batch[target]`` (masked mean over valid steps)."""
+        """Weighted sum of every output's loss against ``batch[target]``: a masked mean over the steps that
+        ``batch["<target>.mask"]`` marks, or else over the valid steps of the input (``"<input>.mask"``)."""
         parts: dict[str, torch.Tensor] = {}
         total = None
         for name, out in self.ir.outputs.items():
             if out.loss == "none":
                 continue
             pred = outputs[name]
-            axis = out.edge.type.time
-            mask = batch.get(f"{axis}.mask") if axis else None
+            mask = batch.get(f"{out.target}.mask")  # the steps this target counts (e.g. copy's output phase)
+            if mask is None and out.edge.type.time:
+                mask = batch.get(f"{out.edge.type.time}.mask")  # else the valid steps of the input sequence
             parts[name] = value = LOSSES[out.loss](pred, batch[out.target], mask)
             weighted = value if out.weight == 1.0 else out.weight * value  # no extra autograd node for weight 1
             total = weighted if total is None else total + weighted

@@ -20,7 +20,9 @@ MAX_FILE_BYTES = 4_000_000
 SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
 
 # section name -> (required, checker(node, diags) -> value, one-line doc)
-SECTIONS: dict[str, tuple[bool, Callable[[Node, Diagnostics], Any] | None, str]] = {
+# A checker validates its section once the model's IR exists (so it can compare against the model):
+# checker(section_node, diags, ir) -> value, kept in Spec.sections[name]; ir is None if the model failed.
+SECTIONS: dict[str, tuple[bool, Callable[[Node, Diagnostics, Any], Any] | None, str]] = {
     "attngraph": (True, None, "spec language version (1)"),
     "name": (False, None, "model name"),
     "doc": (False, None, "free text shown by 'attngraph show' and in diagrams"),

@@ -197,6 +197,32 @@ class IntList(ParamType):
         return {"type": "array", "items": self.item.schema(), "minItems": 1 if self.nonempty else 0}
 
 
+class IntRange(ParamType):
+    """``[lo, hi]`` (inclusive) with lo ≤ hi, or one integer n meaning [n, n]."""
+
+    def __init__(self, min: int | None = None):
+        self.item = Int(min)
+        self.name = f"[min, max] integers{_range(min, None)} (or one integer)"
+
+    def check(self, node, path, diags):
+        if not node.is_list:
+            value = self.item.check(node, path, diags) if not node.is_map else self.expected(node, path, diags)
+            return INVALID if value is INVALID else [value, value]
+        if len(node.value) != 2:
+            diags.error(node.pos, path, f"expected {self.name}, got a list of {len(node.value)}")
+            return INVALID
+        lo, hi = (self.item.check(v, f"{path}[{i}]", diags) for i, v in enumerate(node.value))
+        if INVALID in (lo, hi):
+            return INVALID
+        if lo > hi:
+            diags.error(node.pos, path, f"the range [{lo}, {hi}] is empty", "write [min, max] with min ≤ max")
+            return INVALID
+        return [lo, hi]
+
+    def schema(self):
+        return {"anyOf": [self.item.schema(), {"type": "array", "items": self.item.schema(), "minItems": 2, "maxItems": 2}]}
+
+
 class RefType(ParamType):
     """One reference (``node``, ``node.port``, ``prev(node)``)."""
 

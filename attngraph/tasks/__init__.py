@@ -1,0 +1,6 @@
+"""Built-in tasks; importing this package registers them and the ``task:`` section."""
+from . import copy, section  # noqa: F401  (registration side effects)
+from .base import TASKS, Task, task
+from .section import TaskSection
+
+__all__ = ["TASKS", "Task", "task", "TaskSection"]
