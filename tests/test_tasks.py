@@ -81,3 +81,64 @@ def test_task_section_errors(overrides, expected):
     errors = [str(d) for d in report if d.severity == "error"]
     assert spec is None
     assert expected.format(f=LSTM_COPY) in errors
+
+
+JSONL_SPEC = """attngraph: 1
+inputs: {x: {size: 2}}
+targets: {y: {classes: 3}}
+model:
+  enc: {kind: gru, size: 8, in: x}
+  head: {kind: linear, size: 3, in: enc}
+outputs: {y: {from: head, loss: cross_entropy}}
+task: {kind: jsonl, path: train.jsonl}
+"""
+
+
+def jsonl_spec(tmp_path, lines, extra=""):
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(JSONL_SPEC + extra)
+    return spec
+
+
+def test_jsonl_batches_are_padded_with_masks_and_train(tmp_path):
+    spec = jsonl_spec(tmp_path, ['{"x": [[0.5, 1.0], [0.0, 1.0], [1.0, 1.0]], "y": [2, 0, 1]}',
+                                 '{"x": [[1.0, 0.0]], "y": [1]}'])
+    loaded = attngraph.load(spec)
+    batch = loaded.sections["task"].train.sample(16, torch.Generator().manual_seed(0))
+    assert batch["x"].shape[0] == 16 and batch["x"].shape[2] == 2 and batch["y"].dtype == torch.long
+    lengths = batch["x.mask"].sum(1)
+    assert set(lengths.tolist()) <= {1, 3} and torch.equal(lengths, batch["y.mask"].sum(1))
+    short = int((lengths == 1).nonzero()[0])
+    assert batch["x"][short, 1:].abs().sum() == 0 and batch["y"][short, 0] == 1
+    model = attngraph.build(loaded)
+    loss, _ = model.loss(model(batch), batch)
+    loss.backward()
+
+
+def test_jsonl_errors_point_at_the_data_lines(tmp_path):
+    spec = jsonl_spec(tmp_path, ['{"x": [[0.5, 1.0]], "y": [2]}',
+                                 '{"x": [[0.5, 1.0, 3.0]], "y": [2]}',
+                                 '{"x": [[0.5, 1.0]], "y": [3]}',
+                                 '{"x": [[0.5, 1.0]]}',
+                                 'not json',
+                                 '[1, 2]'])
+    data = tmp_path / "train.jsonl"
+    spec_ok, report = attngraph.check(spec)
+    assert spec_ok is None
+    assert [str(d) for d in report] == [
+        f"{data}:2:1: x[0]: expected 2 numbers, got 3 numbers",
+        f"{data}:3:1: y[0]: expected an integer in [0, 3), got 3",
+        f"{data}:4:1: missing 'y'",
+        f"{data}:5:1: not valid JSON: Expecting value (column 1)",
+        f"{data}:6:1: expected a JSON object keyed by input and target names",
+    ]
+
+
+def test_jsonl_missing_file_and_separate_eval_file(tmp_path):
+    spec = jsonl_spec(tmp_path, ['{"x": [[0.5, 1.0]], "y": [2]}'])
+    assert attngraph.check(spec, ["task.path=nope.jsonl"])[1][0].message.startswith("cannot read the task's data")
+    (tmp_path / "valid.jsonl").write_text('{"x": [[1.0, 1.0], [0.0, 0.0]], "y": [0, 1]}\n')
+    section = attngraph.load(spec, ["task.eval={path: valid.jsonl}"]).sections["task"]
+    assert section.eval.sample(2, torch.Generator().manual_seed(0))["x"].shape == (2, 2, 2)
+    assert section.train.sample(2, torch.Generator().manual_seed(0))["x"].shape == (2, 1, 2)

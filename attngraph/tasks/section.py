@@ -9,6 +9,7 @@ check that the task produces exactly the inputs and targets the model declares.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -48,15 +49,27 @@ def check_task(node: Node, diags: Diagnostics, ir: Any) -> TaskSection | None:
     if ir is None:
         return None
     train = cls(SimpleNamespace(**p, outputs={}))
+    evaluation = train.with_params(**changes)
+    if hasattr(cls, "bind"):  # a file loader: validate its data against the model's declarations
+        inputs = {n: i.types["out"] for n, i in ir.inputs.items()}
+        spec_dir = Path(node.pos.file).parent if node.pos.line else Path.cwd()
+        bound = train.bind(spec_dir, inputs, ir.targets, diags)
+        if evaluation.p.path != train.p.path:
+            bound = evaluation.bind(spec_dir, inputs, ir.targets, diags) and bound
+        else:
+            evaluation = train
+        if not bound:
+            return None
     if not _matches(node, train, ir, diags):
         return None
-    train.p.outputs = {o.target: name for name, o in ir.outputs.items() if o.target}
+    outputs = {o.target: name for name, o in ir.outputs.items() if o.target}
     for target in train.sizes()["targets"]:
-        if target not in train.p.outputs:
+        if target not in outputs:
             diags.error(node.pos, "task", f"no output is trained against target '{target}'",
                         f"add an output with loss: and target: {target}")
             return None
-    return TaskSection(train, train.with_params(**changes))
+    train.p.outputs = evaluation.p.outputs = outputs
+    return TaskSection(train, evaluation)
 
 
 def _eval_changes(node: Node | None, cls: type[Task], diags: Diagnostics) -> dict[str, Any] | None:
