@@ -4,7 +4,7 @@
     >>> spec = attngraph.load("specs/examples/lstm_seq.yaml", overrides=["model.ctrl.size=64"])
     >>> model = attngraph.build(spec)          # an ordinary torch.nn.Module
 """
-from . import components, scopes, tasks  # noqa: F401  (register the built-in kinds, tasks, sections)
+from . import components, scopes, tasks, training  # noqa: F401  (register the built-in kinds, tasks, sections)
 from .api import Spec, build, check, load, load_plugins
 from .compiler.module import CompiledModel
 from .components import LOSSES, Component, Loss, ShapeError, VType, component, register_loss

@@ -232,3 +232,141 @@ def render(spec: Path, overrides: tuple[str, ...], imports: tuple[str, ...], out
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--output") from err
     click.echo(f"wrote {path}")
+
+
+GALLERY = Path(__file__).resolve().parents[1] / "gallery"
+
+
+def resolve_spec(spec: str) -> tuple[Path, str | None]:
+    """SPEC as given when it is a file, else gallery/SPEC/spec.yaml (returns the path and the gallery name)."""
+    path = Path(spec)
+    if path.is_file():
+        return path, None
+    candidate = GALLERY / spec / "spec.yaml"
+    if "/" not in spec and candidate.is_file():
+        return candidate, spec
+    known = sorted(p.parent.name for p in GALLERY.glob("*/spec.yaml"))
+    click.echo(f"attngraph: '{spec}' is neither a spec file nor a gallery model "
+               f"(gallery: {', '.join(known) if known else 'none yet'})", err=True)
+    sys.exit(EXIT_SPEC_ERROR)
+
+
+@main.command()
+@click.argument("spec")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a value, e.g. --set train.lr=3e-4 (repeatable).")
+@click.option("--import", "imports", multiple=True, metavar="MODULE", help="Import a plug-in module first (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory [default: runs/<spec name>-<YYYYmmdd-HHMMSS>; with --resume the newest one].")
+@click.option("--seed", type=click.IntRange(0), help="Seed, instead of train.seed.")
+@click.option("--resume", is_flag=True, help="Continue from the run directory's checkpoints/last.safetensors.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--threads", type=click.IntRange(1), help="CPU threads for torch [default: the machine's cores].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no progress messages.")
+@guarded
+def train(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], out: Path | None, seed: int | None,
+          resume: bool, device: str, threads: int | None, quiet: bool) -> None:
+    """Train SPEC (a spec file, or the NAME of a gallery model) on its task: section.
+
+    Writes a run directory: spec.resolved.yaml, overrides.txt, versions.json, metrics.csv,
+    learning_curve.png and checkpoints/{last,best}.safetensors (+ .json). Ctrl-C saves the last
+    checkpoint; --resume continues exactly where it stopped.
+
+    Exit status: 0 trained (or stop target reached, or interrupted), 1 stopped on a NaN/inf loss or
+    unable to train, 2 errors in the spec.
+
+    \b
+    Examples:
+      attngraph train specs/examples/lstm_copy.yaml --set train.steps=2000
+      attngraph train spec.yaml --out runs/try1 --seed 3
+      attngraph train spec.yaml --out runs/try1 --resume
+    """
+    import os
+
+    import torch
+
+    from attngraph.training.rundir import latest_run_dir
+    from attngraph.training.trainer import Trainer, TrainingError
+
+    path, _ = resolve_spec(spec)
+    result = load_or_exit(path, overrides, imports)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    if device == "cuda" and not torch.cuda.is_available():
+        click.echo("attngraph: --device cuda, but torch sees no CUDA device", err=True)
+        sys.exit(1)
+    if resume and out is None:
+        out = latest_run_dir(result)
+        if out is None:
+            click.echo(f"attngraph: --resume: no run of '{result.name}' under runs/ has a checkpoint; name it with --out",
+                       err=True)
+            sys.exit(1)
+    try:
+        done = Trainer(result, out, device=device, quiet=quiet, resume=resume, seed=seed).run()
+    except TrainingError as err:
+        click.echo(f"attngraph: {err}", err=True)
+        sys.exit(1)
+    click.echo(done.message, err=not done.ok)
+    if done.metrics:
+        click.echo("  " + ", ".join(f"{k} {v:.4g}" for k, v in done.metrics.items()))
+    if not done.ok:
+        sys.exit(1)
+
+
+@main.command(name="eval")
+@click.argument("spec")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a value (repeatable).")
+@click.option("--import", "imports", multiple=True, metavar="MODULE", help="Import a plug-in module first (repeatable).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+              help="Weights to evaluate [default for a gallery NAME: gallery/NAME/checkpoint.safetensors].")
+@click.option("--seed", type=click.IntRange(0), help="Seed of the evaluation data [default: train.seed + 1000].")
+@click.option("--batches", type=click.IntRange(1), help="Batches to average over [default: train.eval_batches].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: metric name -> value.")
+@guarded
+def evaluate(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], checkpoint: Path | None,
+             seed: int | None, batches: int | None, as_json: bool) -> None:
+    """Evaluate a trained model on freshly generated data of SPEC's evaluation task.
+
+    The data is drawn with a seed other than training's (train.seed + 1000 unless --seed), so the
+    numbers are on sequences the model has not seen.
+
+    \b
+    Examples:
+      attngraph eval specs/examples/lstm_copy.yaml --checkpoint runs/try1/checkpoints/best.safetensors
+      attngraph eval spec.yaml --checkpoint runs/try1/checkpoints/best.safetensors --json
+    """
+    import torch
+
+    import attngraph
+    from attngraph.training.checkpoint import CheckpointError, load_checkpoint, model_tensors
+    from attngraph.training.config import TrainConfig
+    from attngraph.training.evaluate import evaluate as run_eval
+
+    path, gallery_name = resolve_spec(spec)
+    result = load_or_exit(path, overrides, imports, show_warnings=not as_json)
+    section = result.sections.get("task")
+    if section is None:
+        click.echo(f"{path}: the spec has no task: section, so there is nothing to evaluate on", err=True)
+        sys.exit(EXIT_SPEC_ERROR)
+    if checkpoint is None:
+        if gallery_name is None:
+            raise click.UsageError("give the weights with --checkpoint PATH (only gallery models have a default)")
+        checkpoint = GALLERY / gallery_name / "checkpoint.safetensors"
+    try:
+        tensors, _ = load_checkpoint(checkpoint)
+    except CheckpointError as err:
+        click.echo(f"attngraph: {err}", err=True)
+        sys.exit(1)
+    cfg: TrainConfig = result.sections.get("train") or TrainConfig()
+    model = attngraph.build(result)
+    try:
+        model.load_state_dict(model_tensors(tensors))
+    except RuntimeError as err:
+        click.echo(f"attngraph: {checkpoint} does not fit this spec's model: {err}", err=True)
+        sys.exit(1)
+    gen = torch.Generator().manual_seed(cfg.seed + 1000 if seed is None else seed)
+    metrics = run_eval(model, section.eval, cfg.batch, batches or cfg.eval_batches, gen)
+    if as_json:
+        click.echo(json.dumps(metrics))
+    else:
+        for name, value in metrics.items():
+            click.echo(f"{name:>20}  {value:.6g}")

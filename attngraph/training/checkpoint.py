@@ -1,0 +1,136 @@
+"""Checkpoints without pickle: tensors in a ``.safetensors`` file, everything else in a JSON sidecar.
+
+``NAME.safetensors`` holds the model's parameters (``model.<name>``), the optimiser's state tensors
+(``optim.<param index>.<key>``) and the RNG states as uint8 tensors (``rng.torch``, ``rng.batch``);
+``NAME.json`` holds the step, the sequences seen, the metrics, the optimiser's non-tensor state
+(``param_groups`` and per-parameter numbers), python ``random``'s state and the config hash.
+
+Both files are written atomically (temporary file in the same folder, flush, fsync, ``os.replace``), the
+sidecar after the tensors; both record the step, and a checkpoint is valid only if both exist and agree.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save
+
+FORMAT = 1
+
+
+class CheckpointError(Exception):
+    """A missing, incomplete or inconsistent checkpoint."""
+
+
+def sidecar(path: Path) -> Path:
+    """``last.safetensors`` -> ``last.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one, never a mix."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def optimizer_split(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimiser's state_dict as (tensors keyed ``optim.<index>.<key>``, JSON-able structure)."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    numbers: dict[str, dict[str, Any]] = {}
+    for index, entries in state["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{index}.{key}"] = value.detach().cpu().contiguous().clone()
+            else:
+                numbers.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "numbers": numbers}
+
+
+def optimizer_join(tensors: dict[str, torch.Tensor], structure: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`optimizer_split`: a state_dict for ``optimizer.load_state_dict``."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            index, key = name[len("optim."):].split(".", 1)
+            state.setdefault(int(index), {})[key] = value
+    for index, entries in structure["numbers"].items():
+        state.setdefault(int(index), {}).update(entries)
+    return {"state": state, "param_groups": structure["param_groups"]}
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                    batch_gen: torch.Generator | None, meta: dict[str, Any]) -> None:
+    """Write ``path`` (.safetensors) and its sidecar. ``meta`` must hold ``step``; it goes into the sidecar."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    side = dict(meta, format=FORMAT)
+    if optimizer is not None:
+        opt_tensors, side["optimizer"] = optimizer_split(optimizer)
+        tensors.update(opt_tensors)
+    tensors["rng.torch"] = torch.get_rng_state()
+    if batch_gen is not None:
+        tensors["rng.batch"] = batch_gen.get_state()
+    state = random.getstate()
+    side["python_random"] = [state[0], list(state[1]), state[2]]
+    atomic_write(Path(path), save(tensors, metadata={"step": str(meta["step"])}))
+    atomic_write(sidecar(path), (json.dumps(side, indent=1) + "\n").encode())
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and sidecar of a valid checkpoint, or :class:`CheckpointError` saying what is wrong."""
+    path, side_path = Path(path), sidecar(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    if not side_path.is_file():
+        raise CheckpointError(f"checkpoint {path} has no sidecar {side_path.name} (interrupted while saving?)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensor_step = (f.metadata() or {}).get("step")
+        tensors = load_file(str(path))
+        meta = json.loads(side_path.read_text())
+    except Exception as err:  # noqa: BLE001 - OSError, bad JSON, or safetensors' own SafetensorError
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    if tensor_step is None or str(meta.get("step")) != tensor_step:
+        raise CheckpointError(f"checkpoint {path} is inconsistent: its tensors are from step {tensor_step} but "
+                              f"{side_path.name} is from step {meta.get('step')} (interrupted between the two writes)")
+    return tensors, meta
+
+
+def model_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's state_dict inside a checkpoint's tensors."""
+    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any], batch_gen: torch.Generator | None) -> None:
+    """Put torch's, python's and the batch generator's random states back as they were when saved."""
+    torch.set_rng_state(tensors["rng.torch"])
+    if batch_gen is not None and "rng.batch" in tensors:
+        batch_gen.set_state(tensors["rng.batch"])
+    version, internal, gauss = meta["python_random"]
+    random.setstate((version, tuple(internal), gauss))

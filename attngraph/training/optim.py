@@ -1,0 +1,55 @@
+"""Optimisers, learning-rate schedules and curricula as pure functions of the config and the step."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+
+from .config import Curriculum, TrainConfig
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser ``cfg.optimizer`` with the settings it reads (``lr`` is the peak rate)."""
+    params = list(params)
+    if cfg.optimizer in ("adam", "adamw"):
+        cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+        return cls(params, lr=cfg.lr, betas=cfg.betas or (0.9, 0.999), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum,
+                                   centered=cfg.centered, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer '{cfg.optimizer}'")
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """The learning rate of the update at 0-based ``step``:
+
+    - constant: ``lr``
+    - linear_warmup: ``lr * min(1, (step + 1) / warmup)``
+    - cosine: linear warm-up over ``warmup`` steps, then
+      ``min_lr + (lr - min_lr) * (1 + cos(pi * (step - warmup) / (steps - warmup))) / 2``
+    - step: ``lr * gamma ** (step // every)``
+    """
+    s = cfg.schedule
+    if s.kind == "constant":
+        return cfg.lr
+    if s.kind == "linear_warmup":
+        return cfg.lr * min(1.0, (step + 1) / s.warmup)
+    if s.kind == "cosine":
+        if step < s.warmup:
+            return cfg.lr * (step + 1) / s.warmup
+        progress = min(1.0, (step - s.warmup) / max(1, cfg.steps - s.warmup))
+        return s.min_lr + (cfg.lr - s.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if s.kind == "step":
+        return cfg.lr * s.gamma ** (step // s.every)
+    raise ValueError(f"unknown schedule '{s.kind}'")
+
+
+def curriculum_value(step: int, cur: Curriculum) -> int | list[int]:
+    """The curriculum parameter's value at ``step``: ``start`` moved linearly to ``end`` (rounded, held after)."""
+    frac = min(1.0, step / cur.steps)
+    if isinstance(cur.start, tuple):
+        return [round(a + frac * (b - a)) for a, b in zip(cur.start, cur.end)]
+    return round(cur.start + frac * (cur.end - cur.start))

@@ -1,0 +1,276 @@
+"""The training loop: seeded batches, clipping, schedules, evaluation, checkpoints, resume and stopping.
+
+On CPU a run interrupted and resumed (``resume=True``) ends with exactly the parameters and metrics of an
+uninterrupted one: the model, the optimiser, torch's and python's RNGs, the batch generator and the running
+train-loss average are all in the checkpoint, and evaluation draws from its own generator, seeded
+``seed + 1`` afresh at every evaluation (so every evaluation sees the same data).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..api import Spec
+from ..compiler.module import CompiledModel
+from ..spec.diagnostics import did_you_mean
+from ..tasks.base import Task
+from .checkpoint import CheckpointError, load_checkpoint, model_tensors, optimizer_join, restore_rng, save_checkpoint
+from .config import TrainConfig
+from .evaluate import better, evaluate, main_metric, to_device
+from .optim import curriculum_value, lr_at, make_optimizer
+from .rundir import MetricsLog, config_hash, default_run_dir, plot_learning_curve, write_run_files
+
+
+class TrainingError(Exception):
+    """A run that cannot start or continue: no task, too large a model, a bad stop metric, no checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    """How a run ended. ``status``: done (all steps), target (the stop metric was reached), paused (``until``),
+    interrupted (Ctrl-C), nan (a NaN/inf loss with ``nan: stop``)."""
+
+    status: str
+    step: int
+    out: Path
+    message: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    skipped: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "nan"
+
+
+def count_parameters(spec: Spec) -> int:
+    """The model's parameter count, from a build on the meta device (no memory is allocated)."""
+    with torch.device("meta"):
+        model = CompiledModel(spec.ir)
+    return sum(p.numel() for p in model.parameters())
+
+
+class Trainer:
+    """Trains ``spec``'s model on its task into the run directory ``out``.
+
+    ``train_task``/``eval_task`` default to ``spec.sections["task"].train`` / ``.eval``; ``seed`` overrides
+    ``train.seed``; ``resume`` continues from ``out/checkpoints/last.safetensors``.
+    """
+
+    def __init__(self, spec: Spec, out: Path | None = None, *, device: str = "cpu", quiet: bool = False,
+                 resume: bool = False, seed: int | None = None, train_task: Task | None = None,
+                 eval_task: Task | None = None):
+        self.spec = spec
+        cfg: TrainConfig = spec.sections.get("train") or TrainConfig()
+        self.cfg = dataclasses.replace(cfg, seed=seed) if seed is not None else cfg
+        section = spec.sections.get("task")
+        if train_task is None and section is None:
+            raise TrainingError(f"{spec.path}: the spec has no task: section, so there is nothing to train on")
+        self.train_task = train_task or section.train
+        self.eval_task = eval_task or (section.eval if section is not None and train_task is None else self.train_task)
+        self.out = Path(out) if out is not None else default_run_dir(spec)
+        self.device = torch.device(device)
+        self.quiet, self.resume = quiet, resume
+        self.metric = main_metric(self.eval_task)
+        self._interrupt = False
+        self._bar = None
+        self._check_names()
+
+    def _check_names(self) -> None:
+        cfg, names = self.cfg, self.eval_task.metric_names
+        if cfg.stop is not None and cfg.stop.metric not in names:
+            raise TrainingError(f"train.stop.metric: '{cfg.stop.metric}' is not a metric of task "
+                                f"'{self.eval_task.name}' ({did_you_mean(cfg.stop.metric, names)})")
+        if cfg.curriculum is not None and not hasattr(self.train_task.p, cfg.curriculum.param):
+            params = list(vars(self.train_task.p))
+            raise TrainingError(f"train.curriculum.param: '{cfg.curriculum.param}' is not a parameter of task "
+                                f"'{self.train_task.name}' ({did_you_mean(cfg.curriculum.param, params)})")
+
+    def say(self, message: str) -> None:
+        if self.quiet:
+            return
+        if self._bar is not None and not self._bar.disable:
+            self._bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
+
+    # -- set-up ---------------------------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        cfg = self.cfg
+        n = count_parameters(self.spec)
+        if n > cfg.max_params:
+            raise TrainingError(f"the model has {n:,} parameters, more than train.max_params = {cfg.max_params:,} "
+                                f"(raise it with --set train.max_params={n})")
+        self.n_params = n
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        self.model = CompiledModel(self.spec.ir).to(self.device)
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.optimizer = make_optimizer(self.model.parameters(), cfg)
+        self.batch_gen = torch.Generator().manual_seed(cfg.seed)
+        self.step, self.sequences, self.seconds, self.skipped = 0, 0, 0.0, 0
+        self.loss_sum, self.loss_count = 0.0, 0
+        self.best: float | None = None
+        self.last_metrics: dict[str, float] = {}
+        self.hash = config_hash(self.spec)
+        self.ckpt_dir = self.out / "checkpoints"
+        if self.resume:
+            self._restore()
+        else:
+            write_run_files(self.out, self.spec)
+        self.log = MetricsLog(self.out / "metrics.csv", self.eval_task.metric_names)
+        self.log.start(keep_until=self.step if self.resume else None)
+
+    def _restore(self) -> None:
+        path = self.ckpt_dir / "last.safetensors"
+        try:
+            tensors, meta = load_checkpoint(path)
+        except CheckpointError as err:
+            raise TrainingError(f"cannot resume: {err}") from err
+        self.model.load_state_dict({k: v.to(self.device) for k, v in model_tensors(tensors).items()})
+        self.optimizer.load_state_dict(optimizer_join(tensors, meta["optimizer"]))
+        restore_rng(tensors, meta, self.batch_gen)
+        self.step, self.sequences, self.seconds = meta["step"], meta["sequences"], meta["seconds"]
+        self.skipped, self.best, self.last_metrics = meta["skipped"], meta["best"], meta["metrics"]
+        self.loss_sum, self.loss_count = meta["loss_sum"], meta["loss_count"]
+        if meta.get("config_hash") != self.hash:
+            self.say("attngraph: warning: the spec differs from the one the checkpoint was trained with")
+        self.say(f"resumed from {path} at step {self.step}")
+
+    # -- checkpoints ------------------------------------------------------------------------------------------
+
+    def _meta(self) -> dict[str, Any]:
+        return {"step": self.step, "sequences": self.sequences, "seconds": self.seconds, "metrics": self.last_metrics,
+                "best": self.best, "best_metric": self.metric, "skipped": self.skipped, "loss_sum": self.loss_sum,
+                "loss_count": self.loss_count, "seed": self.cfg.seed, "config_hash": self.hash}
+
+    def save(self, name: str) -> Path:
+        """Write ``checkpoints/NAME.safetensors`` and ``NAME.json`` for the current state."""
+        path = self.ckpt_dir / f"{name}.safetensors"
+        save_checkpoint(path, self.model, self.optimizer, self.batch_gen, self._meta())
+        return path
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+
+    def run(self, until: int | None = None) -> TrainResult:
+        """Train to ``train.steps`` (or pause after step ``until``, saving the last checkpoint)."""
+        self._setup()
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        self._bar = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True, file=sys.stderr,
+                         disable=self.quiet or not sys.stderr.isatty())
+        previous = self._catch_sigint()
+        try:
+            return self._loop(until)
+        except KeyboardInterrupt:  # arrived outside the step boundary (no handler installed): state may be torn
+            last = self.ckpt_dir / "last.safetensors"
+            return TrainResult("interrupted", self.step, self.out,
+                               f"interrupted; resume from the last checkpoint ({last}) with --resume --out {self.out}",
+                               self.last_metrics, self.skipped)
+        finally:
+            self._bar.close()
+            self._bar = None
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def _catch_sigint(self):
+        """Turn Ctrl-C into a flag checked between steps, so the checkpoint saved on it is consistent."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):  # noqa: ARG001 - signal handler signature
+            if self._interrupt:  # a second Ctrl-C: give up at once
+                raise KeyboardInterrupt
+            self._interrupt = True
+
+        return signal.signal(signal.SIGINT, handler)
+
+    def _loop(self, until: int | None) -> TrainResult:
+        cfg = self.cfg
+        t0, start_seconds, start_sequences = time.monotonic(), self.seconds, self.sequences
+        task, task_value = self.train_task, None
+        while self.step < cfg.steps:
+            if self._interrupt or (until is not None and self.step >= until):
+                path = self.save("last")
+                status = "interrupted" if self._interrupt else "paused"
+                return TrainResult(status, self.step, self.out, f"{status} at step {self.step}; saved {path}; continue "
+                                   f"with: attngraph train SPEC --resume --out {self.out}", self.last_metrics, self.skipped)
+            if cfg.curriculum is not None:
+                value = curriculum_value(self.step, cfg.curriculum)
+                if value != task_value:
+                    task, task_value = self.train_task.with_params(**{cfg.curriculum.param: value}), value
+            lr = lr_at(self.step, cfg)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            batch = to_device(task.sample(cfg.batch, self.batch_gen), self.device)
+            loss, _ = self.model.loss(self.forward(batch), batch)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                if cfg.nan == "stop":
+                    last = self.ckpt_dir / "last.safetensors"
+                    kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved"
+                    return TrainResult("nan", self.step + 1, self.out,
+                                       f"loss is {value} at step {self.step + 1}: stopped ({kept}; "
+                                       "lower train.lr, set train.clip_norm, or use train.nan=skip)",
+                                       self.last_metrics, self.skipped)
+                self.skipped += 1
+                self.say(f"step {self.step + 1}: loss is {value}; update skipped ({self.skipped} so far)")
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip_value is not None:
+                    torch.nn.utils.clip_grad_value_(self.model.parameters(), cfg.clip_value)
+                if cfg.clip_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+                self.optimizer.step()
+                self.loss_sum += value
+                self.loss_count += 1
+            self.step += 1
+            self.sequences += cfg.batch
+            self.seconds = start_seconds + time.monotonic() - t0
+            reached = False
+            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                reached = self._evaluate(lr)
+            if reached or self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                self.save("last")
+            rate = (self.sequences - start_sequences) / max(self.seconds - start_seconds, 1e-9)
+            self._bar.set_postfix({"loss": f"{value:.4g}", self.metric: f"{self.last_metrics.get(self.metric, math.nan):.4g}",
+                                   "seq/s": f"{rate:.0f}"}, refresh=False)
+            self._bar.update(1)
+            if reached:
+                stop = cfg.stop
+                target = f"below {stop.below}" if stop.below is not None else f"above {stop.above}"
+                return TrainResult("target", self.step, self.out, f"{stop.metric} = {self.last_metrics[stop.metric]:.4g} "
+                                   f"is {target} at step {self.step}: stopped", self.last_metrics, self.skipped)
+        return TrainResult("done", self.step, self.out, f"trained {self.step} steps; checkpoints in {self.ckpt_dir}",
+                           self.last_metrics, self.skipped)
+
+    def _evaluate(self, lr: float) -> bool:
+        """Evaluate, log a metrics.csv row, save best, redraw the curve; True if the stop target is reached."""
+        cfg = self.cfg
+        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.last_metrics = evaluate(self.model, self.eval_task, cfg.batch, cfg.eval_batches, gen, self.device,
+                                     self.forward)
+        train_loss = self.loss_sum / self.loss_count if self.loss_count else math.nan
+        self.loss_sum, self.loss_count = 0.0, 0
+        row = {"step": self.step, "seconds": self.seconds, "sequences": self.sequences, "lr": lr, "train_loss": train_loss}
+        row.update({f"eval_{k}": v for k, v in self.last_metrics.items()})
+        self.log.append(row)
+        value = self.last_metrics[self.metric]
+        if better(self.eval_task, self.metric, value, self.best):
+            self.best = value
+            self.save("best")
+        plot_learning_curve(self.log.rows, self.out / "learning_curve.png", self.eval_task.metric_names)
+        self.say(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in self.last_metrics.items()))
+        return cfg.stop is not None and cfg.stop.reached(self.last_metrics[cfg.stop.metric])

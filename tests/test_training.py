@@ -1,0 +1,202 @@
+"""The trainer: exact resume, atomic checkpoints, NaN handling, parameter limit, gradient clipping."""
+from __future__ import annotations
+
+import csv
+import os
+
+import pytest
+import torch
+from training_helpers import EchoBits, write_spec
+
+import attngraph
+from attngraph.training.checkpoint import CheckpointError, load_checkpoint, model_tensors
+from attngraph.training.trainer import Trainer, TrainingError
+
+TRAIN = "  batch: 4\n  steps: 12\n  lr: 0.05\n  checkpoint_every: 4\n  eval_every: 3\n  eval_batches: 2\n"
+
+
+def trainer(tmp_path, name, train=TRAIN, task="", **kw) -> Trainer:
+    spec = attngraph.load(write_spec(tmp_path, train, task))
+    return Trainer(spec, tmp_path / name, quiet=True, **kw)
+
+
+def eval_rows(path) -> list[dict]:
+    with open(path / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def final_params(path) -> dict[str, torch.Tensor]:
+    return model_tensors(load_checkpoint(path / "checkpoints" / "last.safetensors")[0])
+
+
+def test_run_writes_its_directory(tmp_path):
+    result = trainer(tmp_path, "run").run()
+    out = tmp_path / "run"
+    assert result.status == "done" and result.step == 12 and set(result.metrics) == {"loss", "bit_errors"}
+    for name in ("spec.resolved.yaml", "overrides.txt", "versions.json", "metrics.csv", "learning_curve.png",
+                 "checkpoints/last.safetensors", "checkpoints/last.json", "checkpoints/best.json"):
+        assert (out / name).is_file(), name
+    assert [r["step"] for r in eval_rows(out)] == ["3", "6", "9", "12"]
+    assert "train:" in (out / "spec.resolved.yaml").read_text()
+
+
+@pytest.mark.parametrize("how", ["pause", "crash"])
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, how):
+    trainer(tmp_path, "straight").run()
+    if how == "pause":
+        assert trainer(tmp_path, "split").run(until=5).status == "paused"
+    else:  # the 7th batch raises: the last checkpoint is at step 4, and metrics.csv already has step 6
+        EchoBits.calls = 0
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            trainer(tmp_path, "split", task=", fail_at: 7").run()
+    assert trainer(tmp_path, "split", resume=True).run().status == "done"
+    a, b = final_params(tmp_path / "straight"), final_params(tmp_path / "split")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert eval_rows(tmp_path / "straight") == eval_rows(tmp_path / "split")
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(TrainingError, match="cannot resume: no checkpoint at"):
+        trainer(tmp_path, "none", resume=True).run()
+
+
+def test_failed_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
+    t = trainer(tmp_path, "run")
+    t.run(until=4)
+    path = tmp_path / "run" / "checkpoints" / "last.safetensors"
+    before = load_checkpoint(path)
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        trainer(tmp_path, "run", resume=True).run()  # training goes on; the save at step 8 fails
+    monkeypatch.undo()
+    tensors, meta = load_checkpoint(path)
+    assert meta["step"] == 4 == before[1]["step"]
+    assert all(torch.equal(tensors[k], before[0][k]) for k in tensors)
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_crash_between_tensor_file_and_sidecar_is_detected(tmp_path, monkeypatch):
+    trainer(tmp_path, "run").run(until=4)
+    import attngraph.training.checkpoint as ck
+
+    real = ck.atomic_write
+
+    def dies_before_sidecar(path, data):
+        if path.name == "last.json":
+            raise RuntimeError("power cut")
+        real(path, data)
+
+    monkeypatch.setattr(ck, "atomic_write", dies_before_sidecar)
+    with pytest.raises(RuntimeError, match="power cut"):  # the save at step 8 writes the tensors, then dies
+        trainer(tmp_path, "run", resume=True).run()
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match=r"tensors are from step 8 but last.json is from step 4"):
+        load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path):
+    EchoBits.calls = 0
+    # batches 1-3 train steps 1-3, 4-5 evaluate, 6-8 train steps 4-6, 9-10 evaluate, 11 trains step 7
+    result = trainer(tmp_path, "nan", task=", nan_after: 11").run()
+    assert result.status == "nan" and not result.ok and result.step == 7
+    assert "loss is nan at step 7: stopped (the last good checkpoint is " in result.message
+    assert load_checkpoint(tmp_path / "nan" / "checkpoints" / "last.safetensors")[1]["step"] == 4
+
+
+def test_nan_skip_counts_skipped_updates(tmp_path):
+    EchoBits.calls = 0
+    result = trainer(tmp_path, "skip", train=TRAIN + "  nan: skip\n", task=", nan_after: 10").run()
+    # batch 10 is the second eval batch at step 6; from there on every training batch (steps 7-12) is NaN
+    assert result.status == "done" and result.skipped == 6
+
+
+def test_max_params_refuses_before_allocation(tmp_path):
+    with pytest.raises(TrainingError, match=r"the model has 285 parameters, more than train.max_params = 100 "
+                                            r"\(raise it with --set train.max_params=285\)"):
+        trainer(tmp_path, "big", train=TRAIN + "  max_params: 100\n").run()
+    assert not (tmp_path / "big").exists()
+
+
+def test_stop_target_ends_the_run(tmp_path):
+    result = trainer(tmp_path, "stop", train=TRAIN + "  stop: {metric: loss, below: 100}\n").run()
+    assert result.status == "target" and result.step == 3 and "loss = " in result.message
+
+
+def test_clip_norm_bounds_the_gradient_norm(tmp_path, monkeypatch):
+    norms = []
+    real = torch.optim.SGD.step
+
+    def record(self, *args, **kwargs):
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", record)
+    trainer(tmp_path, "clip", train=TRAIN + "  optimizer: sgd\n  clip_norm: 0.01\n").run(until=3)
+    assert len(norms) == 3 and max(norms) <= 0.01 * (1 + 1e-4)
+    norms.clear()
+    trainer(tmp_path, "free", train=TRAIN + "  optimizer: sgd\n").run(until=3)
+    assert max(norms) > 0.01
+
+
+def test_eval_json_prints_the_metric_names(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from attngraph_cli.main import main
+
+    trainer(tmp_path, "run").run()
+    spec = tmp_path / "spec.yaml"
+    ckpt = tmp_path / "run" / "checkpoints" / "best.safetensors"
+    result = CliRunner().invoke(main, ["eval", str(spec), "--checkpoint", str(ckpt), "--batches", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)) == {"loss", "bit_errors"}
+    missing = CliRunner().invoke(main, ["eval", str(spec)])
+    assert missing.exit_code == 2 and "--checkpoint" in missing.output
+
+
+def test_cli_train_runs_and_resumes(tmp_path):
+    from click.testing import CliRunner
+
+    from attngraph_cli.main import main
+
+    spec = write_spec(tmp_path, TRAIN)
+    out = tmp_path / "cli"
+    first = CliRunner().invoke(main, ["train", str(spec), "--out", str(out), "--quiet", "--threads", "1",
+                                      "--set", "train.steps=4"])
+    assert first.exit_code == 0, first.output
+    assert "trained 4 steps" in first.output and (out / "overrides.txt").read_text() == "train.steps=4\n"
+    again = CliRunner().invoke(main, ["train", str(spec), "--out", str(out), "--quiet", "--resume"])
+    assert again.exit_code == 0, again.output
+    assert "trained 12 steps" in again.output
+    unknown = CliRunner().invoke(main, ["train", "no-such-model"])
+    assert unknown.exit_code == 2 and "neither a spec file nor a gallery model" in unknown.output
+
+
+def test_cli_train_nan_exits_nonzero(tmp_path):
+    from click.testing import CliRunner
+
+    from attngraph_cli.main import main
+
+    EchoBits.calls = 0
+    spec = write_spec(tmp_path, TRAIN, ", nan_after: 11")
+    result = CliRunner().invoke(main, ["train", str(spec), "--out", str(tmp_path / "nan"), "--quiet"])
+    assert result.exit_code == 1 and "loss is nan at step 7" in result.output
+
+
+def test_ctrl_c_saves_at_the_step_boundary_and_resume_is_exact(tmp_path):
+    trainer(tmp_path, "straight").run()
+    EchoBits.calls = 0
+    result = trainer(tmp_path, "split", task=", interrupt_at: 2").run()  # Ctrl-C while step 2 samples its batch
+    assert result.status == "interrupted" and result.step == 2
+    assert "--resume --out" in result.message
+    assert load_checkpoint(tmp_path / "split" / "checkpoints" / "last.safetensors")[1]["step"] == 2
+    trainer(tmp_path, "split", resume=True).run()
+    a, b = final_params(tmp_path / "straight"), final_params(tmp_path / "split")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert eval_rows(tmp_path / "straight") == eval_rows(tmp_path / "split")
