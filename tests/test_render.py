@@ -25,9 +25,9 @@ def test_dot_matches_golden(path):
     text = to_dot(attngraph.load(path))
     golden = GOLDEN / f"{path.stem}.dot"
     if os.environ.get("ATTNGRAPH_UPDATE_GOLDEN"):
-        golden.write_text(text)
+        golden.write_text(text, encoding="utf-8")
     assert golden.exists(), f"no golden for {path.name}: run with ATTNGRAPH_UPDATE_GOLDEN=1"
-    assert text == golden.read_text()
+    assert text == golden.read_text(encoding="utf-8")
 
 
 def test_dot_is_deterministic_across_loads():
@@ -74,13 +74,13 @@ def test_without_dot_the_source_is_written_and_the_error_says_how_to_install(tmp
     with pytest.raises(DotNotFound) as err:
         render(ROOT / "specs" / "examples" / "lstm_seq.yaml", tmp_path / "sub" / "m.png")
     assert err.value.dot_path == tmp_path / "sub" / "m.dot"
-    assert err.value.dot_path.read_text().startswith('digraph "lstm-seq"')
+    assert err.value.dot_path.read_text(encoding="utf-8").startswith('digraph "lstm-seq"')
     assert "apt-get install graphviz" in str(err.value)
 
 
 @pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not installed")
 def test_svg_png_pdf_with_dot(tmp_path):
     spec = attngraph.load(ROOT / "specs" / "examples" / "loop_feedback.yaml")
-    assert "<svg" in render(spec, tmp_path / "m.svg").read_text()
+    assert "<svg" in render(spec, tmp_path / "m.svg").read_text(encoding="utf-8")
     assert render(spec, tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert render(spec, tmp_path / "m.pdf").read_bytes()[:5] == b"%PDF-"
