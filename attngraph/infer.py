@@ -141,11 +141,5 @@ class Inferer:
 
 
 def _static_guess(node: NodeIR, port: str) -> VType | None:
-    """A component's output type from its parameters alone (used for prev() edges met before their source)."""
-    if node.is_scope or node.is_input:
-        return None
-    guess = getattr(node.cls, "static_type", None)
-    if guess is not None:
-        return guess(node.p, port)
-    size = getattr(node.p, "size", None)
-    return VType(size) if port == "out" and isinstance(size, int) else None
+    """The type of a prev() edge met before its source (components only: inputs and scopes have none)."""
+    return None if node.is_scope or node.is_input else node.cls.static_type(node.p, port)

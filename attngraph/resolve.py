@@ -5,7 +5,6 @@ what refers to it does not cascade into more errors.
 """
 from __future__ import annotations
 
-import re
 from types import SimpleNamespace
 
 import networkx as nx
@@ -17,11 +16,10 @@ from .ir import IR, Edge, NodeIR, Output, ScopeIR, edges_within, frame_units, no
 from .scopes.base import SCOPES, ScopeKind
 from .spec.diagnostics import Diagnostics, Pos, did_you_mean
 from .spec.document import BROKEN
-from .spec.params import INVALID, Bool, Choice, Float, Int, Param, Ref, RefList, RefType, Str, check_mapping
+from .spec.params import INVALID, PATH_RE, Bool, Choice, Float, Int, Param, Ref, RefList, RefType, Str, check_mapping
 from .spec.yamlload import Node
 
 RESERVED = {"prev", "self", "batch", "torch", "B", "t"}
-_BODY_PATH_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 _INPUT_SCHEMA = {
@@ -184,7 +182,7 @@ class Builder:
         if written is None or not isinstance(text, str):
             return
         label = f"{node.ypath}.output"
-        if not _BODY_PATH_RE.match(text):
+        if not PATH_RE.match(text):
             self.diags.error(written.pos, label, f"malformed output '{text}'", "name a body node: node, node.port or scope.node")
             return
         first, *rest = text.split(".")

@@ -232,3 +232,16 @@ def test_embedding_reads_token_indices():
     assert table.grad[~seen].eq(0).all() and table.grad[seen].ne(0).any(dim=1).all()
     predictions = model.predict({"next": out})["next"]
     assert predictions.dtype == torch.int64 and torch.equal(predictions, out.argmax(-1))
+
+
+def test_a_target_mask_alone_keeps_the_unmasked_forward(monkeypatch):
+    """Only input masks change the forward pass; a target's mask ("y.mask") is read by the loss alone."""
+    model = attngraph.build(attngraph.load(ROOT / "specs" / "examples" / "loop_feedback.yaml"))
+
+    def masked_forward(*args):
+        raise AssertionError("the masked forward ran for a batch without input masks")
+
+    monkeypatch.setattr(model, "_forward_masked", masked_forward)
+    batch = {"x": torch.randn(2, 3, 9), "y": torch.rand(2, 3, 8), "y.mask": torch.tensor([[1, 1, 0], [1, 0, 0]]).bool()}
+    loss, _ = model.loss(model(batch), batch)
+    assert torch.isfinite(loss)

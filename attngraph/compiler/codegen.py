@@ -30,7 +30,8 @@ class CodeGen:
         self.stacked: dict[tuple, str] = {}  # (id(loop), edge key) -> stacked sequence variable
         self.elements: dict[tuple, str] = {}  # (id(loop), edge key) -> current element variable
         self.step_mask: str | None = None  # (B, 1) bool mask of the current step, masked variant only
-        self.lengths: dict[str, str] = {}  # time axis -> lengths variable; "axis.mask" -> mask variable
+        self.lengths: dict[str, str] = {}  # time axis -> variable holding its (B,) lengths (masked variant)
+        self.masks: dict[str, str] = {}  # time axis -> variable holding its (B, T) mask (masked variant)
         self.state: dict[int, str] = {}  # id(node) -> variable holding a stateful node's recurrent state
 
     # ------------------------------------------------------------------------------------------- helpers
@@ -106,7 +107,7 @@ class CodeGen:
             self.line(f"    {var} = torch.ones({x}.shape[:2], dtype=torch.bool, device={x}.device)")
             self.lengths[t.time] = self.name(f"{name}_lengths")
             self.line(f"{self.lengths[t.time]} = {var}.sum(1)")
-            self.lengths[t.time + ".mask"] = var
+            self.masks[t.time] = var
 
     def frame(self, frame: ScopeIR) -> None:
         for unit in self.ir.units(frame):
@@ -179,9 +180,9 @@ class CodeGen:
             self.elements[(id(loop), edge.key())] = el = self.name(f"{edge.src.name}_t")
             self.line(f"{el} = {var}[t]")
         outer_mask = self.step_mask
-        if self.masked and axis + ".mask" in self.lengths:
+        if self.masked and axis in self.masks:
             self.step_mask = self.name(f"{loop.name}_valid")
-            self.line(f"{self.step_mask} = {self.lengths[axis + '.mask']}[:, t].unsqueeze(-1)")
+            self.line(f"{self.step_mask} = {self.masks[axis]}[:, t].unsqueeze(-1)")
         self.frame(loop.body)
         for key, p in ((k, self.prev[k]) for k in carried):
             value = self.values[key]

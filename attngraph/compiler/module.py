@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ..components.losses import LOSSES
-from ..ir import IR, NodeIR, ScopeIR
+from ..ir import IR, ScopeIR
 from .codegen import compile_forward
 
 
@@ -23,19 +23,21 @@ class CompiledModel(nn.Module):
         super().__init__()
         self.ir = ir
         self.nodes = nn.ModuleDict()
-        self._populate(ir.root, self.nodes)
+        self._populate(ir.root, self.nodes, {id(e.src) for e in ir.edges if e.prev})
+        # only input masks change the forward pass; a target's mask ("y.mask") is for the loss alone
+        self._input_masks = tuple(f"{n}.mask" for n, node in ir.inputs.items() if node.types["out"].time)
         self.register_buffer("_float", torch.zeros(()), persistent=False)
         self.code, self._forward = compile_forward(ir, masked=False)
         self.masked_code, self._forward_masked = compile_forward(ir, masked=True)
 
-    def _populate(self, scope: ScopeIR, into: nn.ModuleDict) -> None:
-        carried = {(id(e.src)) for e in self.ir.edges if e.prev}
+    def _populate(self, scope: ScopeIR, into: nn.ModuleDict, carried: set[int]) -> None:
+        """Build every node's module into ``into``; ``carried`` holds the nodes read through prev()."""
         for name, node in scope.nodes.items():
             if node.is_input:
                 continue
             if node.is_scope:
                 into[name] = nn.ModuleDict()
-                self._populate(node.body, into[name])
+                self._populate(node.body, into[name], carried)
                 continue
             module = node.cls(node.p, node.in_types, node.types)
             if id(node) in carried and node.p.init == "learned":
@@ -43,8 +45,8 @@ class CompiledModel(nn.Module):
             into[name] = module
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        for key in batch:
-            if key.endswith(".mask"):
+        for key in self._input_masks:
+            if key in batch:
                 return self._forward_masked(self, batch)
         return self._forward(self, batch)
 
@@ -80,10 +82,3 @@ class CompiledModel(nn.Module):
             module = module[part]
         return module
 
-
-def node_of(ir: IR, path: str) -> NodeIR:
-    scope, node = ir.root, None
-    for part in path.split("."):
-        node = scope.nodes[part]
-        scope = node.body
-    return node

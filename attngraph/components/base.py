@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..spec.params import Choice, Either, Float, Param, ParamType, RefList
+from ..spec.params import Choice, Either, Float, Param, RefList
 
 FAMILIES = ("controller", "memory", "attention", "halting", "ops", "layer", "encoder", "scope")
 
@@ -79,7 +79,6 @@ class Component(nn.Module):
     concat: ClassVar[bool] = True
     ports: ClassVar[tuple[str, ...]] = ("out",)
     stateful: ClassVar[bool] = False
-    needs_time: ClassVar[bool] = False  # outside a loop the input must be a sequence (recurrent layers)
 
     @classmethod
     def infer(cls, p: SimpleNamespace, ins: dict[str, Any], step: bool) -> dict[str, VType]:
@@ -89,6 +88,15 @@ class Component(nn.Module):
         ``step`` is True inside a loop body. Raise :class:`ShapeError` for a mismatch.
         """
         raise NotImplementedError(f"component '{cls.kind}' must define infer()")
+
+    @classmethod
+    def static_type(cls, p: SimpleNamespace, port: str) -> VType | None:
+        """A port's type from the parameters alone, for a prev() edge read before this node is inferred.
+
+        The default: a ``size`` parameter gives the ``out`` port one vector per step. Override it when a
+        component's size comes from elsewhere (e.g. a memory's width)."""
+        size = getattr(p, "size", None)
+        return VType(size) if port == "out" and isinstance(size, int) and not isinstance(size, bool) else None
 
     def init_state(self, batch: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Initial recurrent state for ``batch`` examples (dtype and device of ``like``)."""
@@ -122,6 +130,3 @@ def component(kind: str, family: str, params: dict[str, Param], doc: str = "", p
 
     return register
 
-
-def describe_type(t: ParamType) -> str:
-    return t.name

@@ -23,7 +23,6 @@ _PARAMS = {
 class _Recurrent(Component):
     """Shared machinery; subclasses set ``_torch_cls``, ``_states`` (tensors per layer) and ``_cell``."""
 
-    needs_time = True
     _torch_cls: type[nn.RNNBase]
     _states = 1
 

@@ -1,8 +1,6 @@
 """Output heads: each loss checks its prediction against its target statically and computes a masked mean."""
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch.nn import functional as F
 
@@ -90,5 +88,3 @@ def register_loss(cls: type[Loss]) -> type[Loss]:
     LOSSES[cls.name] = cls()
     return cls
 
-
-LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]

@@ -55,8 +55,7 @@ class Loop(ScopeKind):
 
     @classmethod
     def element_type(cls, node, edge) -> VType | None:
-        return edge.type.with_time(None) if edge.type is not None else \
-            next((o.type.with_time(None) for o in node.inputs["over"] if o.key() == edge.key()), None)
+        return next((o.type.with_time(None) for o in node.inputs["over"] if o.key() == edge.key()), None)
 
     @classmethod
     def output_type(cls, node, inner: VType) -> VType:

@@ -13,7 +13,9 @@ REQUIRED = object()
 INVALID = object()
 INT_LIMIT = 2**63 - 1  # what a tensor dimension or a seed can hold
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
-_REF_RE = re.compile(r"(\^*)([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)$")
+_PATH = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+PATH_RE = re.compile(_PATH + "$")  # node, node.port, scope.node.port
+_REF_RE = re.compile(r"(\^*)(" + _PATH + ")$")
 
 
 @dataclass(frozen=True)
