@@ -26,6 +26,10 @@ from ..components.base import VType
 from ..spec.params import Param
 
 
+class TaskError(ValueError):
+    """Parameters that are valid one by one but not together (raised by a task's ``__init__``)."""
+
+
 class Task:
     """Base of every task. ``p`` holds the validated parameters (defaults filled in)."""
 

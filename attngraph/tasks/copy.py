@@ -47,10 +47,14 @@ class Copy(Task):
                 f"{p.target}.mask": out_phase}
 
     def metrics(self, outputs, batch):
-        """bits_per_seq: wrong bits per sequence, outputs thresholded at 0.5 (logit 0); sequence_accuracy:
-        the fraction of sequences with no wrong bit."""
-        p = self.p
-        logits = outputs[p.outputs[p.target]]  # (B, T, W)
-        wrong = ((logits > 0).float() != batch[p.target]) & batch[f"{p.target}.mask"][:, :, None]
-        per_seq = wrong.sum(dim=(1, 2)).float()  # (B,)
-        return {"bits_per_seq": float(per_seq.mean()), "sequence_accuracy": float((per_seq == 0).float().mean())}
+        return bit_metrics(self, outputs, batch)
+
+
+def bit_metrics(task: Task, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    """bits_per_seq: wrong bits per sequence, outputs thresholded at 0.5 (logit 0), counted where the target
+    mask holds; sequence_accuracy: the fraction of sequences with no wrong bit (as the copy task)."""
+    p = task.p
+    logits = outputs[p.outputs[p.target]]  # (B, T, C)
+    wrong = ((logits > 0).float() != batch[p.target]) & batch[f"{p.target}.mask"][:, :, None]
+    per_seq = wrong.sum(dim=(1, 2)).float()  # (B,)
+    return {"bits_per_seq": float(per_seq.mean()), "sequence_accuracy": float((per_seq == 0).float().mean())}

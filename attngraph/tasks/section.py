@@ -18,7 +18,7 @@ from ..spec.diagnostics import Diagnostics, did_you_mean
 from ..spec.document import SECTIONS
 from ..spec.params import INVALID, Param, check_mapping
 from ..spec.yamlload import Node
-from .base import TASKS, Task
+from .base import TASKS, Task, TaskError
 
 
 @dataclass
@@ -48,8 +48,16 @@ def check_task(node: Node, diags: Diagnostics, ir: Any) -> TaskSection | None:
         return None
     if ir is None:
         return None
-    train = cls(SimpleNamespace(**p, outputs={}))
-    evaluation = train.with_params(**changes)
+    try:
+        train = cls(SimpleNamespace(**p, outputs={}))
+    except TaskError as err:
+        diags.error(node.pos, "task", str(err))
+        return None
+    try:
+        evaluation = train.with_params(**changes)
+    except TaskError as err:
+        diags.error(node.get("eval").pos, "task.eval", str(err))
+        return None
     if hasattr(cls, "bind"):  # a file loader: validate its data against the model's declarations
         inputs = {n: i.types["out"] for n, i in ir.inputs.items()}
         spec_dir = Path(node.pos.file).parent if node.pos.line else Path.cwd()
