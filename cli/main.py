@@ -263,9 +263,12 @@ def resolve_spec(spec: str) -> tuple[Path, str | None]:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--threads", type=click.IntRange(1), help="CPU threads for torch [default: the machine's cores].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no progress messages.")
+@click.option("--nproc", type=click.IntRange(1), metavar="N",
+              help="Data-parallel training in N processes on this machine (starts torchrun; train.batch is the "
+                   "global batch, split evenly).")
 @guarded
 def train(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], out: Path | None, seed: int | None,
-          resume: bool, device: str, threads: int | None, quiet: bool) -> None:
+          resume: bool, device: str, threads: int | None, quiet: bool, nproc: int | None) -> None:
     """Train SPEC (a spec file, or the NAME of a gallery model) on its task: section.
 
     Writes a run directory: spec.resolved.yaml, overrides.txt, versions.json, metrics.csv,
@@ -280,17 +283,24 @@ def train(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], out: 
       attngraph train specs/examples/lstm_copy.yaml --set train.steps=2000
       attngraph train spec.yaml --out runs/try1 --seed 3
       attngraph train spec.yaml --out runs/try1 --resume
+      attngraph train spec.yaml --nproc 2 --out runs/ddp
+      torchrun --nproc-per-node 2 -m attngraph train spec.yaml --out runs/ddp
     """
     import os
 
     import torch
 
+    from attngraph.training.distributed import shutdown, world_from_env
     from attngraph.training.rundir import latest_run_dir
     from attngraph.training.trainer import Trainer, TrainingError
 
+    world = world_from_env()
+    if nproc is not None and nproc > 1 and not world.distributed:
+        sys.exit(_launch(nproc))
     path, _ = resolve_spec(spec)
-    result = load_or_exit(path, overrides, imports)
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    result = load_or_exit(path, overrides, imports, show_warnings=world.writer)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))  # processes sharing this machine's cores
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local))
     if device == "cuda" and not torch.cuda.is_available():
         click.echo("attngraph: --device cuda, but torch sees no CUDA device", err=True)
         sys.exit(1)
@@ -301,15 +311,40 @@ def train(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], out: 
                        err=True)
             sys.exit(1)
     try:
-        done = Trainer(result, out, device=device, quiet=quiet, resume=resume, seed=seed).run()
+        done = Trainer(result, out, device=device, quiet=quiet, resume=resume, seed=seed, world=world).run()
     except TrainingError as err:
-        click.echo(f"attngraph: {err}", err=True)
+        if world.writer:
+            click.echo(f"attngraph: {err}", err=True)
         sys.exit(1)
+    finally:
+        shutdown(world)
+    if not world.writer:
+        sys.exit(0 if done.ok else 1)
     click.echo(done.message, err=not done.ok)
     if done.metrics:
         click.echo("  " + ", ".join(f"{k} {v:.4g}" for k, v in done.metrics.items()))
     if not done.ok:
         sys.exit(1)
+
+
+def _launch(nproc: int) -> int:
+    """Run this same ``attngraph train`` command under torchrun in ``nproc`` local processes."""
+    import subprocess
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "attngraph", *args]
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:  # torchrun passes Ctrl-C on to the workers, which save and stop
+        return 130
 
 
 @main.command(name="eval")

@@ -55,20 +55,39 @@ class CompiledModel(nn.Module):
         """Weighted sum of every output's loss against ``batch[target]``: a masked mean over the steps that
         ``batch["<target>.mask"]`` marks, or else over the valid steps of the input (``"<input>.mask"``)."""
         parts: dict[str, torch.Tensor] = {}
-        total = None
         for name, out in self.ir.outputs.items():
-            if out.loss == "none":
-                continue
-            pred = outputs[name]
-            mask = batch.get(f"{out.target}.mask")  # the steps this target counts (e.g. copy's output phase)
-            if mask is None and out.edge.type.time:
-                mask = batch.get(f"{out.edge.type.time}.mask")  # else the valid steps of the input sequence
-            parts[name] = value = LOSSES[out.loss](pred, batch[out.target], mask)
-            weighted = value if out.weight == 1.0 else out.weight * value  # no extra autograd node for weight 1
+            if out.loss != "none":
+                parts[name] = LOSSES[out.loss](outputs[name], batch[out.target], self._loss_mask(out, batch))
+        return self._weighted(parts), parts
+
+    def loss_terms(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+                   ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Each output's loss as (sum, count) before the division (see :meth:`Loss.terms`): data-parallel
+        training divides by the count of all ranks, so a split batch gives the loss of the whole batch."""
+        return {name: LOSSES[out.loss].terms(outputs[name], batch[out.target], self._loss_mask(out, batch))
+                for name, out in self.ir.outputs.items() if out.loss != "none"}
+
+    def combine_terms(self, terms: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                      counts: dict[str, torch.Tensor] | None = None, scale: float = 1.0) -> torch.Tensor:
+        """The weighted loss from :meth:`loss_terms`, each sum divided by ``counts[name]`` (default: its own
+        count) and the total multiplied by ``scale``."""
+        parts = {name: s / (counts or {}).get(name, c).clamp_min(1.0) for name, (s, c) in terms.items()}
+        total = self._weighted(parts)
+        return total if scale == 1.0 else total * scale
+
+    def _loss_mask(self, out, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        mask = batch.get(f"{out.target}.mask")  # the steps this target counts (e.g. copy's output phase)
+        if mask is None and out.edge.type.time:
+            mask = batch.get(f"{out.edge.type.time}.mask")  # else the valid steps of the input sequence
+        return mask
+
+    def _weighted(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = None
+        for name, value in parts.items():
+            weight = self.ir.outputs[name].weight
+            weighted = value if weight == 1.0 else weight * value  # no extra autograd node for weight 1
             total = weighted if total is None else total + weighted
-        if total is None:
-            total = self._float.new_zeros(())
-        return total, parts
+        return self._float.new_zeros(()) if total is None else total
 
     def predict(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Predictions from scores: sigmoid for bce outputs, argmax for cross_entropy, as is otherwise."""

@@ -34,6 +34,16 @@ class Loss:
         mask = mask.to(per.dtype)
         return (per * mask).sum() / mask.sum().clamp_min(1.0)
 
+    def terms(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The numerator and denominator of ``__call__``'s mean before clamping: (sum of the counted
+        losses, how many were counted). Data-parallel training adds the denominators of all ranks."""
+        per = self.elementwise(pred, target)
+        if mask is None:
+            return per.sum(), per.new_tensor(float(per.numel()))
+        mask = mask.to(per.dtype)
+        return (per * mask).sum(), mask.sum()
+
 
 class _SameSize(Loss):
     def check(self, pred, target):

@@ -86,8 +86,10 @@ def optimizer_join(tensors: dict[str, torch.Tensor], structure: dict[str, Any]) 
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    batch_gen: torch.Generator | None, meta: dict[str, Any]) -> None:
-    """Write ``path`` (.safetensors) and its sidecar. ``meta`` must hold ``step``; it goes into the sidecar."""
+                    batch_gen: torch.Generator | None, meta: dict[str, Any],
+                    extra: dict[str, torch.Tensor] | None = None) -> None:
+    """Write ``path`` (.safetensors) and its sidecar. ``meta`` must hold ``step``; it goes into the sidecar.
+    ``extra`` tensors are stored as they are (other ranks' generator states)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     side = dict(meta, format=FORMAT)
     if optimizer is not None:
@@ -96,6 +98,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     tensors["rng.torch"] = torch.get_rng_state()
     if batch_gen is not None:
         tensors["rng.batch"] = batch_gen.get_state()
+    tensors.update({k: v.detach().cpu().contiguous() for k, v in (extra or {}).items()})
     state = random.getstate()
     side["python_random"] = [state[0], list(state[1]), state[2]]
     atomic_write(Path(path), save(tensors, metadata={"step": str(meta["step"])}))

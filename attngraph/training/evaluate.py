@@ -4,28 +4,48 @@ from __future__ import annotations
 import torch
 
 from ..tasks.base import Task
+from .distributed import World
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
 
 
+def shard(batch: dict[str, torch.Tensor], world: World) -> dict[str, torch.Tensor]:
+    """This rank's equal share of a batch's examples (rows ``rank·n .. (rank+1)·n``)."""
+    n = next(iter(batch.values())).shape[0] // world.size
+    return {k: v[world.rank * n:(world.rank + 1) * n] for k, v in batch.items()}
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, task: Task, batch: int, batches: int, gen: torch.Generator,
-             device: torch.device | str = "cpu", forward=None) -> dict[str, float]:
+             device: torch.device | str = "cpu", forward=None, world: World | None = None) -> dict[str, float]:
     """Every name in ``task.metric_names`` (``loss`` from ``model.loss``), each the mean over ``batches``
-    batches of ``batch`` sequences drawn with ``gen``. ``forward`` replaces ``model`` (a torch.compile'd one)."""
+    batches of ``batch`` sequences drawn with ``gen``. ``forward`` replaces ``model`` (a torch.compile'd one).
+
+    In a distributed run every rank draws the same batches and evaluates its share of each; the loss is
+    summed over ranks before dividing by the counted steps, the metrics (means over examples) are
+    averaged, so the numbers equal a single process's on the whole batches."""
     forward = forward or model
+    world = world or World()
+    names = [n for n in task.metric_names if n != "loss"]
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {name: 0.0 for name in task.metric_names}
     try:
         for _ in range(batches):
-            data = to_device(task.sample(batch, gen), device)
+            data = task.sample(batch, gen)
+            data = to_device(shard(data, world) if world.distributed else data, device)
             outputs = forward(data)
-            sums["loss"] += float(model.loss(outputs, data)[0])
-            for name, value in task.metrics(outputs, data).items():
-                sums[name] += float(value)
+            terms = model.loss_terms(outputs, data)
+            metrics = task.metrics(outputs, data)
+            keys = list(terms)
+            local = torch.tensor([float(terms[k][0]) for k in keys] + [float(terms[k][1]) for k in keys]
+                                 + [float(metrics[n]) for n in names], dtype=torch.float64)
+            total = world.sum(local.to(device)).cpu() if world.distributed else local
+            sums["loss"] += float(model.combine_terms({k: (total[i], total[len(keys) + i]) for i, k in enumerate(keys)}))
+            for j, name in enumerate(names):
+                sums[name] += float(total[2 * len(keys) + j]) / world.size
     finally:
         model.train(was_training)
     return {name: total / batches for name, total in sums.items()}

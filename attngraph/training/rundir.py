@@ -19,9 +19,9 @@ from ..resolved import resolved
 FIXED_COLUMNS = ("step", "seconds", "sequences", "lr", "train_loss")
 
 
-def default_run_dir(spec: Spec, root: Path = Path("runs")) -> Path:
-    """``runs/<spec name>-<YYYYmmdd-HHMMSS>``."""
-    return root / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+def default_run_dir(spec: Spec, root: Path = Path("runs"), when: float | None = None) -> Path:
+    """``runs/<spec name>-<YYYYmmdd-HHMMSS>`` (local time ``when``, default now)."""
+    return root / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
 
 
 def latest_run_dir(spec: Spec, root: Path = Path("runs")) -> Path | None:

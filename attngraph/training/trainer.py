@@ -26,6 +26,7 @@ from ..spec.diagnostics import did_you_mean
 from ..tasks.base import Task
 from .checkpoint import CheckpointError, load_checkpoint, model_tensors, optimizer_join, restore_rng, save_checkpoint
 from .config import TrainConfig
+from .distributed import World, init, rank_seed
 from .evaluate import better, evaluate, main_metric, to_device
 from .optim import curriculum_value, lr_at, make_optimizer
 from .rundir import MetricsLog, config_hash, default_run_dir, plot_learning_curve, write_run_files
@@ -63,12 +64,13 @@ class Trainer:
     """Trains ``spec``'s model on its task into the run directory ``out``.
 
     ``train_task``/``eval_task`` default to ``spec.sections["task"].train`` / ``.eval``; ``seed`` overrides
-    ``train.seed``; ``resume`` continues from ``out/checkpoints/last.safetensors``.
+    ``train.seed``; ``resume`` continues from ``out/checkpoints/last.safetensors``. ``world`` makes this
+    process one rank of a data-parallel run (see :mod:`attngraph.training.distributed`).
     """
 
     def __init__(self, spec: Spec, out: Path | None = None, *, device: str = "cpu", quiet: bool = False,
                  resume: bool = False, seed: int | None = None, train_task: Task | None = None,
-                 eval_task: Task | None = None):
+                 eval_task: Task | None = None, world: World | None = None):
         self.spec = spec
         cfg: TrainConfig = spec.sections.get("train") or TrainConfig()
         self.cfg = dataclasses.replace(cfg, seed=seed) if seed is not None else cfg
@@ -77,9 +79,16 @@ class Trainer:
             raise TrainingError(f"{spec.path}: the spec has no task: section, so there is nothing to train on")
         self.train_task = train_task or section.train
         self.eval_task = eval_task or (section.eval if section is not None and train_task is None else self.train_task)
-        self.out = Path(out) if out is not None else default_run_dir(spec)
-        self.device = torch.device(device)
-        self.quiet, self.resume = quiet, resume
+        self.world = world or World()
+        if self.cfg.batch % self.world.size:
+            raise TrainingError(f"train.batch = {self.cfg.batch} does not split evenly over {self.world.size} processes "
+                                f"(use a multiple of {self.world.size})")
+        self.local_batch = self.cfg.batch // self.world.size
+        self.device = init(self.world, device)  # joins the process group when distributed
+        if out is None:  # every rank must agree on the directory: rank 0's clock names it
+            when = self.world.broadcast_int(int(time.time()), self.device)
+        self.out = Path(out) if out is not None else default_run_dir(spec, when=when)
+        self.quiet, self.resume = quiet or not self.world.writer, resume
         self.metric = main_metric(self.eval_task)
         self._interrupt = False
         self._bar = None
@@ -115,9 +124,15 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         self.model = CompiledModel(self.spec.ir).to(self.device)
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.eval_forward = torch.compile(self.model) if cfg.compile else self.model
+        self.forward = self.eval_forward
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.eval_forward, device_ids=ids)
         self.optimizer = make_optimizer(self.model.parameters(), cfg)
-        self.batch_gen = torch.Generator().manual_seed(cfg.seed)
+        self.batch_gen = torch.Generator().manual_seed(rank_seed(cfg.seed, self.world.rank))
         self.step, self.sequences, self.seconds, self.skipped = 0, 0, 0.0, 0
         self.loss_sum, self.loss_count = 0.0, 0
         self.best: float | None = None
@@ -126,10 +141,11 @@ class Trainer:
         self.ckpt_dir = self.out / "checkpoints"
         if self.resume:
             self._restore()
-        else:
+        elif self.world.writer:
             write_run_files(self.out, self.spec)
         self.log = MetricsLog(self.out / "metrics.csv", self.eval_task.metric_names)
-        self.log.start(keep_until=self.step if self.resume else None)
+        if self.world.writer:
+            self.log.start(keep_until=self.step if self.resume else None)
 
     def _restore(self) -> None:
         path = self.ckpt_dir / "last.safetensors"
@@ -140,6 +156,14 @@ class Trainer:
         self.model.load_state_dict({k: v.to(self.device) for k, v in model_tensors(tensors).items()})
         self.optimizer.load_state_dict(optimizer_join(tensors, meta["optimizer"]))
         restore_rng(tensors, meta, self.batch_gen)
+        rank = self.world.rank
+        if rank:  # every rank's own generator states were saved by rank 0 under rng.rank<r>.*
+            if f"rng.rank{rank}.batch" in tensors:
+                torch.set_rng_state(tensors[f"rng.rank{rank}.torch"])
+                self.batch_gen.set_state(tensors[f"rng.rank{rank}.batch"])
+            else:
+                self.say(f"attngraph: warning: the checkpoint has no generator state for rank {rank} "
+                         "(saved by a run with fewer processes): its data will differ from an uninterrupted run")
         self.step, self.sequences, self.seconds = meta["step"], meta["sequences"], meta["seconds"]
         self.skipped, self.best, self.last_metrics = meta["skipped"], meta["best"], meta["metrics"]
         self.loss_sum, self.loss_count = meta["loss_sum"], meta["loss_count"]
@@ -157,7 +181,15 @@ class Trainer:
     def save(self, name: str) -> Path:
         """Write ``checkpoints/NAME.safetensors`` and ``NAME.json`` for the current state."""
         path = self.ckpt_dir / f"{name}.safetensors"
-        save_checkpoint(path, self.model, self.optimizer, self.batch_gen, self._meta())
+        extra = {}
+        if self.world.distributed:  # collective: every rank calls save() at the same steps
+            batch_states = self.world.gather(self.batch_gen.get_state())
+            torch_states = self.world.gather(torch.get_rng_state())
+            for rank in range(1, self.world.size):
+                extra[f"rng.rank{rank}.batch"], extra[f"rng.rank{rank}.torch"] = batch_states[rank], torch_states[rank]
+        if self.world.writer:
+            meta = dict(self._meta(), world_size=self.world.size)
+            save_checkpoint(path, self.model, self.optimizer, self.batch_gen, meta, extra)
         return path
 
     # -- the loop ---------------------------------------------------------------------------------------------
@@ -213,9 +245,8 @@ class Trainer:
             lr = lr_at(self.step, cfg)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            batch = to_device(task.sample(cfg.batch, self.batch_gen), self.device)
-            loss, _ = self.model.loss(self.forward(batch), batch)
-            value = float(loss.detach())
+            batch = to_device(task.sample(self.local_batch, self.batch_gen), self.device)
+            loss, value = self._loss(batch)
             if not math.isfinite(value):
                 if cfg.nan == "stop":
                     last = self.ckpt_dir / "last.safetensors"
@@ -256,21 +287,41 @@ class Trainer:
         return TrainResult("done", self.step, self.out, f"trained {self.step} steps; checkpoints in {self.ckpt_dir}",
                            self.last_metrics, self.skipped)
 
+    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, float]:
+        """The loss to differentiate and the global loss value. Distributed: each sum is divided by the
+        count of all ranks (times the world size, as DDP averages gradients), so the gradient is that of
+        the whole global batch; Ctrl-C on any rank travels in the same all-reduce, so all ranks stop together."""
+        outputs = self.forward(batch)
+        if not self.world.distributed:
+            loss, _ = self.model.loss(outputs, batch)
+            return loss, float(loss.detach())
+        terms = self.model.loss_terms(outputs, batch)
+        names = list(terms)
+        local = torch.stack([terms[n][0].detach() for n in names] + [terms[n][1].detach() for n in names]
+                            + [torch.tensor(float(self._interrupt), device=self.device)]).float()
+        total = self.world.sum(local)
+        self._interrupt = bool(total[-1] > 0)
+        counts = {n: total[len(names) + i] for i, n in enumerate(names)}
+        loss = self.model.combine_terms(terms, counts, scale=self.world.size)
+        value = self.model.combine_terms({n: (total[i], total[len(names) + i]) for i, n in enumerate(names)})
+        return loss, float(value)
+
     def _evaluate(self, lr: float) -> bool:
         """Evaluate, log a metrics.csv row, save best, redraw the curve; True if the stop target is reached."""
         cfg = self.cfg
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.last_metrics = evaluate(self.model, self.eval_task, cfg.batch, cfg.eval_batches, gen, self.device,
-                                     self.forward)
+                                     self.eval_forward, self.world)
         train_loss = self.loss_sum / self.loss_count if self.loss_count else math.nan
         self.loss_sum, self.loss_count = 0.0, 0
         row = {"step": self.step, "seconds": self.seconds, "sequences": self.sequences, "lr": lr, "train_loss": train_loss}
         row.update({f"eval_{k}": v for k, v in self.last_metrics.items()})
-        self.log.append(row)
         value = self.last_metrics[self.metric]
         if better(self.eval_task, self.metric, value, self.best):
             self.best = value
             self.save("best")
-        plot_learning_curve(self.log.rows, self.out / "learning_curve.png", self.eval_task.metric_names)
+        if self.world.writer:
+            self.log.append(row)
+            plot_learning_curve(self.log.rows, self.out / "learning_curve.png", self.eval_task.metric_names)
         self.say(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in self.last_metrics.items()))
         return cfg.stop is not None and cfg.stop.reached(self.last_metrics[cfg.stop.metric])
