@@ -40,6 +40,23 @@ def test_run_writes_its_directory(tmp_path):
     assert "train:" in (out / "spec.resolved.yaml").read_text()
 
 
+def tensorboard_scalars(run, tag) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def test_tensorboard_events_hold_the_metrics_csv_rows(tmp_path):
+    trainer(tmp_path, "run").run()
+    rows = eval_rows(tmp_path / "run")
+    got = tensorboard_scalars(tmp_path / "run", "eval/bit_errors")
+    assert [s for s, _ in got] == [3, 6, 9, 12]
+    assert [v for _, v in got] == pytest.approx([float(r["eval_bit_errors"]) for r in rows])
+    assert [s for s, _ in tensorboard_scalars(tmp_path / "run", "train/loss")] == [3, 6, 9, 12]
+
+
 @pytest.mark.parametrize("how", ["pause", "crash"])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, how):
     trainer(tmp_path, "straight").run()
@@ -53,6 +70,10 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, how):
     a, b = final_params(tmp_path / "straight"), final_params(tmp_path / "split")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert eval_rows(tmp_path / "straight") == eval_rows(tmp_path / "split")
+    # the crashed run's step-6 event is purged on resume: no step twice in TensorBoard
+    straight, split = (tensorboard_scalars(tmp_path / r, "eval/bit_errors") for r in ("straight", "split"))
+    assert [s for s, _ in split] == [s for s, _ in straight] == [3, 6, 9, 12]
+    assert [v for _, v in split] == pytest.approx([v for _, v in straight])
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):

@@ -119,3 +119,32 @@ def plot_learning_curve(rows: list[dict[str, float]], path: Path, metric_names: 
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(path)
+
+
+class EventLog:
+    """TensorBoard event files under ``<run>/tensorboard``: every metrics.csv column but ``step`` as a
+    scalar (``train/loss``, ``train/lr``, ``eval/<metric>``, ``speed/sequences``...). On resume, events after
+    the resumed step (from the part of the old run that the checkpoint does not hold) are purged."""
+
+    def __init__(self, out: Path, resume_step: int | None = None):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is a dependency; a broken install only loses the event files
+            self.writer = None
+            return
+        self.writer = SummaryWriter(str(Path(out) / "tensorboard"), purge_step=resume_step)
+
+    def append(self, row: dict[str, float]) -> None:
+        if self.writer is None:
+            return
+        names = {"train_loss": "train/loss", "lr": "train/lr", "seconds": "speed/seconds", "sequences": "speed/sequences"}
+        for key, value in row.items():
+            if key != "step":
+                tag = names.get(key) or ("eval/" + key[len("eval_"):] if key.startswith("eval_") else key)
+                self.writer.add_scalar(tag, value, global_step=int(row["step"]))
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+

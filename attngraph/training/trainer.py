@@ -29,7 +29,7 @@ from .config import TrainConfig
 from .distributed import World, init, rank_seed
 from .evaluate import better, evaluate, main_metric, to_device
 from .optim import curriculum_value, lr_at, make_optimizer
-from .rundir import MetricsLog, config_hash, default_run_dir, plot_learning_curve, write_run_files
+from .rundir import EventLog, MetricsLog, config_hash, default_run_dir, plot_learning_curve, write_run_files
 
 
 class TrainingError(Exception):
@@ -144,8 +144,10 @@ class Trainer:
         elif self.world.writer:
             write_run_files(self.out, self.spec)
         self.log = MetricsLog(self.out / "metrics.csv", self.eval_task.metric_names)
+        self.events = None
         if self.world.writer:
             self.log.start(keep_until=self.step if self.resume else None)
+            self.events = EventLog(self.out, self.step if self.resume else None)
 
     def _restore(self) -> None:
         path = self.ckpt_dir / "last.safetensors"
@@ -213,6 +215,8 @@ class Trainer:
         finally:
             self._bar.close()
             self._bar = None
+            if self.events is not None:
+                self.events.close()
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
 
@@ -322,6 +326,7 @@ class Trainer:
             self.save("best")
         if self.world.writer:
             self.log.append(row)
+            self.events.append(row)
             plot_learning_curve(self.log.rows, self.out / "learning_curve.png", self.eval_task.metric_names)
         self.say(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in self.last_metrics.items()))
         return cfg.stop is not None and cfg.stop.reached(self.last_metrics[cfg.stop.metric])
