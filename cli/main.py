@@ -234,11 +234,13 @@ def render(spec: Path, overrides: tuple[str, ...], imports: tuple[str, ...], out
     click.echo(f"wrote {path}")
 
 
-GALLERY = Path(__file__).resolve().parents[1] / "gallery"
 
 
 def resolve_spec(spec: str) -> tuple[Path, str | None]:
     """SPEC as given when it is a file, else gallery/SPEC/spec.yaml (returns the path and the gallery name)."""
+    from attngraph.gallery import gallery_root
+
+    GALLERY = gallery_root()
     path = Path(spec)
     if path.is_file():
         return path, None
@@ -385,7 +387,9 @@ def evaluate(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], ch
     if checkpoint is None:
         if gallery_name is None:
             raise click.UsageError("give the weights with --checkpoint PATH (only gallery models have a default)")
-        checkpoint = GALLERY / gallery_name / "checkpoint.safetensors"
+        from attngraph.gallery import gallery_root
+
+        checkpoint = gallery_root() / gallery_name / "checkpoint.safetensors"
     try:
         tensors, _ = load_checkpoint(checkpoint)
     except CheckpointError as err:
@@ -405,3 +409,93 @@ def evaluate(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], ch
     else:
         for name, value in metrics.items():
             click.echo(f"{name:>20}  {value:.6g}")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print every entry's results.json as one JSON object.")
+@click.pass_context
+@guarded
+def gallery(ctx: click.Context, as_json: bool) -> None:
+    """The published models attngraph reproduced: our measured numbers next to the paper's.
+
+    Without a subcommand: one line per entry (from each gallery/NAME/results.json).
+
+    \b
+    Examples:
+      attngraph gallery
+      attngraph gallery show lstm-copy
+      attngraph eval lstm-copy --json          # re-check an entry on fresh data
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from attngraph.gallery import GalleryError, entry_names, load_entry, table
+
+    try:
+        entries = [load_entry(name) for name in entry_names()]
+    except GalleryError as err:
+        click.echo(f"attngraph: {err}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps({e.name: e.results for e in entries}, indent=1))
+        return
+    if not entries:
+        click.echo("the gallery has no entries yet")
+        return
+    rows = table(entries)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for k, row in enumerate(rows):
+        click.echo("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        if k == 0:
+            click.echo("  ".join("-" * w for w in widths))
+    click.echo("\npaper: the paper's reported value (— where it gives only a curve); ours: measured on fresh data by "
+               "'attngraph gallery publish'; details: attngraph gallery show NAME")
+
+
+@gallery.command(name="show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the entry's results.json.")
+@guarded
+def gallery_show(name: str, as_json: bool) -> None:
+    """Print one entry: the paper's claim, every evaluation, training time and the reproduce command."""
+    from attngraph.gallery import GalleryError, load_entry, show
+
+    try:
+        entry = load_entry(name)
+    except GalleryError as err:
+        click.echo(f"attngraph: {err}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(entry.results, indent=1) if as_json else show(entry))
+
+
+@gallery.command(name="publish")
+@click.argument("run", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("entry", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--no-render", is_flag=True, help="Do not draw model.svg (no Graphviz here).")
+@click.option("--threads", type=click.IntRange(1), help="CPU threads for the evaluations.")
+@guarded
+def gallery_publish(run: Path, entry: Path, no_render: bool, threads: int | None) -> None:
+    """Turn training run RUN into the evidence of gallery folder ENTRY (which holds spec.yaml and entry.yaml).
+
+    Copies the best checkpoint's weights, metrics.csv and the learning curve, draws model.svg, re-measures
+    every evaluation of entry.yaml on fresh data and writes results.json (and the README's results block).
+
+    \b
+    Example:
+      attngraph gallery publish runs/lstm-copy gallery/lstm-copy
+    """
+    import torch
+
+    from attngraph.gallery import GalleryError, publish
+    from attngraph.render import DotNotFound
+    from attngraph.spec.diagnostics import SpecError
+    from attngraph.training.checkpoint import CheckpointError
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        publish(run, entry, render=not no_render, say=click.echo)
+    except (GalleryError, CheckpointError, DotNotFound, SpecError) as err:
+        click.echo(f"attngraph: {err}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {entry / 'results.json'}")
+

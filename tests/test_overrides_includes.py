@@ -47,6 +47,17 @@ def test_override_can_set_a_defaulted_parameter_and_reads_1e_numbers():
     assert data["head"]["activation"] == "tanh" and data["ctrl"]["size"] == 100
 
 
+def test_override_creates_an_omitted_eval_block_but_no_other_path(tmp_path):
+    spec = tmp_path / "copy.yaml"
+    text = (EXAMPLES / "lstm_copy.yaml").read_text().replace("  eval: {length: [1, 20]}\n", "")
+    assert "eval:" not in text.split("train:")[0]
+    spec.write_text(text)
+    loaded = attngraph.load(spec, ["task.eval.length=[40, 40]"])
+    assert loaded.sections["task"].eval.p.length == [40, 40] and loaded.sections["task"].train.p.length == [1, 20]
+    assert errors(spec, ["task.evl.length=[40, 40]"]) == [
+        "--set task.evl.length=[40, 40]: task.evl: unknown key 'evl' in task (did you mean 'eval'?)"]
+
+
 def test_unknown_override_paths_are_errors():
     assert errors(EXAMPLES / "lstm_seq.yaml", ["model.ctrll.size=3"]) == [
         "--set model.ctrll.size=3: model.ctrll: unknown key 'ctrll' in model (did you mean 'ctrl'?)"]

@@ -52,6 +52,12 @@ def _relocate(node: Node, pos: Pos) -> None:
         _relocate(child, pos)
 
 
+# Optional sub-mappings that ``--set`` may create when the spec leaves them out, so that
+# ``--set task.eval.length=[40,40]`` works on a spec without an eval: block. Anything else must exist
+# (a typo in a path is reported with a "did you mean" rather than silently creating a node).
+CREATABLE = frozenset({"task.eval", "train.stop", "train.curriculum"})
+
+
 def _set(root: Node, parts: list[str | int], value: Node, where: Pos, key: str, diags: Diagnostics) -> None:
     node, walked = root, ""
     for i, part in enumerate(parts):
@@ -72,9 +78,13 @@ def _set(root: Node, parts: list[str | int], value: Node, where: Pos, key: str, 
                 node.value[part] = value
                 node.key_pos[part] = where
                 return
-            if part not in node.value:
+            if part not in node.value and label in CREATABLE:
+                node.value[part] = Node({}, where)
+                node.key_pos[part] = where
+            elif part not in node.value:
+                creatable = [c.rsplit(".", 1)[1] for c in CREATABLE if c.rsplit(".", 1)[0] == walked]
                 diags.error(where, label, f"unknown key '{part}' in {walked or 'the spec'}",
-                            did_you_mean(part, node.value))
+                            did_you_mean(part, [*node.value, *creatable]))
                 return
             node = node.value[part]
         else:

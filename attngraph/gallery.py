@@ -1,0 +1,248 @@
+"""The gallery: published models this project reproduced, one folder ``gallery/NAME/`` each.
+
+An entry is made in two steps. A person writes ``spec.yaml`` (model, task, training) and ``entry.yaml``
+(the paper's claim and which evaluations to run), trains the spec, and then :func:`publish` turns the run
+directory into the entry's evidence: the weights of the best checkpoint (no optimiser state), its
+metrics.csv and learning curve, the diagram, and ``results.json`` with every evaluation re-measured on
+fresh data (seed ``train.seed + 1000``, the seed ``attngraph eval`` uses). ``attngraph gallery`` reads
+the ``results.json`` files; nothing in them is typed by hand.
+
+``entry.yaml``::
+
+    title: LSTM on the copy task
+    paper: {cite: "Graves, Wayne, Danihelka 2014, Neural Turing Machines", metric: bits_per_seq,
+            value: null, note: "learning curve only (Fig. 3)"}
+    reproduce: attngraph train lstm-copy --threads 1 --out runs/lstm-copy
+    evaluations:                      # each: a name and --set overrides of the spec
+      - {name: "lengths 1-20", set: []}
+      - {name: "length 40", set: ["task.eval.length=[40, 40]"]}
+    batches: 50                       # evaluation batches of train.batch sequences (default 50)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RESULTS = "results.json"
+ENTRY = "entry.yaml"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+class GalleryError(Exception):
+    """A gallery entry that is missing or malformed, or a run that cannot be published."""
+
+
+def gallery_root() -> Path:
+    """``$ATTNGRAPH_GALLERY``, else the ``gallery/`` folder of this checkout."""
+    return Path(os.environ.get("ATTNGRAPH_GALLERY") or Path(__file__).resolve().parents[1] / "gallery")
+
+
+@dataclass
+class Entry:
+    name: str
+    path: Path
+    results: dict[str, Any]
+
+    @property
+    def metric(self) -> str:
+        return self.results["metric"]
+
+    def main_value(self) -> float | None:
+        """Our value of the headline metric on the first evaluation."""
+        first = next(iter(self.results["ours"].values()), {})
+        return first.get(self.metric)
+
+
+def entry_names(root: Path | None = None) -> list[str]:
+    root = root or gallery_root()
+    return sorted(p.parent.name for p in root.glob(f"*/{RESULTS}"))
+
+
+def load_entry(name: str, root: Path | None = None) -> Entry:
+    root = root or gallery_root()
+    path = root / name / RESULTS
+    if not path.is_file():
+        known = entry_names(root)
+        raise GalleryError(f"no gallery entry '{name}' (entries: {', '.join(known) if known else 'none'})")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise GalleryError(f"{path}: cannot read: {err}") from err
+    missing = [k for k in ("title", "metric", "paper", "ours", "training") if k not in results]
+    if missing:
+        raise GalleryError(f"{path}: missing {', '.join(missing)}")
+    return Entry(name, path.parent, results)
+
+
+def fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.4g}"
+
+
+def duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
+def table(entries: list[Entry]) -> list[list[str]]:
+    """Rows of the gallery listing (the first row is the header)."""
+    rows = [["name", "task", "metric", "paper", "ours", "sequences", "training time"]]
+    for e in entries:
+        r = e.results
+        rows.append([e.name, r.get("task", "?"), r["metric"], fmt(r["paper"].get("value")), fmt(e.main_value()),
+                     f"{r['training']['sequences']:,}", duration(r["training"]["seconds"])])
+    return rows
+
+
+def show(entry: Entry) -> str:
+    """A text account of one entry: the claim, every evaluation, how it was trained and how to reproduce it."""
+    r = entry.results
+    paper, train = r["paper"], r["training"]
+    lines = [f"{entry.name}: {r['title']}", ""]
+    lines.append(f"paper:   {paper.get('cite', '?')}")
+    claim = f"{r['metric']} = {fmt(paper.get('value'))}" if paper.get("value") is not None else "no number given"
+    lines.append(f"         {claim}" + (f" ({paper['note']})" if paper.get("note") else ""))
+    lines.append("")
+    lines.append(f"ours (fresh data, seed {r['evaluation']['seed']}, {r['evaluation']['sequences']:,} sequences each):")
+    names = list(next(iter(r["ours"].values()), {}))
+    width = max(len(n) for n in r["ours"]) if r["ours"] else 10
+    lines.append("  " + " " * width + "  " + "  ".join(f"{n:>17}" for n in names))
+    for name, metrics in r["ours"].items():
+        lines.append(f"  {name:<{width}}  " + "  ".join(f"{fmt(metrics.get(n)):>17}" for n in names))
+    lines.append("")
+    lines.append(f"trained: {train['steps']:,} steps, {train['sequences']:,} sequences, {duration(train['seconds'])} "
+                 f"on {train.get('machine', '?')}; best checkpoint at step {train['best_step']:,}")
+    if train.get("first_reached"):
+        fr = train["first_reached"]
+        lines.append(f"         {fr['metric']} first {fr['condition']} at step {fr['step']:,} ({fr['sequences']:,} sequences)")
+    lines.append(f"reproduce: {r.get('reproduce', '?')}")
+    lines.append(f"re-check:  attngraph eval {entry.name} --json")
+    lines.append(f"files:     {entry.path}")
+    return "\n".join(lines)
+
+
+# -- publishing a run -----------------------------------------------------------------------------------------
+
+def _read_entry_yaml(entry_dir: Path) -> dict[str, Any]:
+    path = entry_dir / ENTRY
+    if not path.is_file():
+        raise GalleryError(f"{path}: missing (title, paper, reproduce and evaluations of the entry; see "
+                           "attngraph/gallery.py)")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    for key in ("title", "paper", "reproduce", "evaluations"):
+        if key not in data:
+            raise GalleryError(f"{path}: missing '{key}'")
+    for i, ev in enumerate(data["evaluations"]):
+        if not isinstance(ev, dict) or "name" not in ev or not isinstance(ev.get("set", []), list):
+            raise GalleryError(f"{path}: evaluations[{i}]: expected {{name: ..., set: [KEY=VALUE, ...]}}")
+    return data
+
+
+def _first_reached(rows: list[dict[str, str]], stop) -> dict[str, Any] | None:
+    if stop is None:
+        return None
+    for row in rows:
+        value = float(row.get(f"eval_{stop.metric}", "nan"))
+        if stop.reached(value):
+            condition = f"below {stop.below}" if stop.below is not None else f"above {stop.above}"
+            return {"metric": stop.metric, "condition": condition, "step": int(row["step"]),
+                    "sequences": int(row["sequences"])}
+    return None
+
+
+def publish(run: Path, entry_dir: Path, *, say=print, render: bool = True) -> dict[str, Any]:
+    """Make ``entry_dir`` (holding spec.yaml and entry.yaml) the gallery entry of training run ``run``."""
+    import csv
+
+    import torch
+
+    from . import api
+    from .training.checkpoint import load_checkpoint, model_tensors, save_checkpoint
+    from .training.config import TrainConfig
+    from .training.evaluate import evaluate
+    from .training.rundir import config_hash, git_commit
+
+    run, entry_dir = Path(run), Path(entry_dir)
+    info = _read_entry_yaml(entry_dir)
+    spec_path = entry_dir / "spec.yaml"
+    spec = api.load(spec_path)
+    tensors, meta = load_checkpoint(run / "checkpoints" / "best.safetensors")
+    _, last = load_checkpoint(run / "checkpoints" / "last.safetensors")
+    if meta.get("config_hash") != config_hash(spec):
+        raise GalleryError(f"{run} was not trained from {spec_path} (its model, task or train section differs)")
+    model = api.build(spec)
+    model.load_state_dict(model_tensors(tensors))
+    save_checkpoint(entry_dir / "checkpoint.safetensors", model, None, None,
+                    {k: meta[k] for k in ("step", "sequences", "seconds", "metrics", "seed", "config_hash")})
+    for name in ("metrics.csv", "learning_curve.png"):
+        shutil.copyfile(run / name, entry_dir / name)
+    if render:
+        from .render import render as draw
+
+        draw(spec, entry_dir / "model.svg")
+    cfg: TrainConfig = spec.sections.get("train") or TrainConfig()
+    seed, batches = cfg.seed + 1000, int(info.get("batches", 50))
+    ours: dict[str, dict[str, float]] = {}
+    for ev in info["evaluations"]:
+        variant = api.load(spec_path, list(ev.get("set", [])))
+        model.eval()
+        ours[ev["name"]] = evaluate(model, variant.sections["task"].eval, cfg.batch, batches,
+                                    torch.Generator().manual_seed(seed))
+        say(f"{ev['name']}: " + ", ".join(f"{k} {v:.4g}" for k, v in ours[ev["name"]].items()))
+    with open(run / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    task = spec.sections["task"].train
+    results = {
+        "name": entry_dir.name, "title": info["title"], "task": task.name,
+        "metric": info.get("metric") or info["paper"].get("metric") or "loss",
+        "paper": info["paper"], "ours": ours,
+        "evaluation": {"seed": seed, "batches": batches, "batch": cfg.batch, "sequences": batches * cfg.batch,
+                       "sets": {ev["name"]: list(ev.get("set", [])) for ev in info["evaluations"]}},
+        "training": {"steps": last["step"], "sequences": last["sequences"], "seconds": round(last["seconds"], 1),
+                     "best_step": meta["step"], "best_metrics": meta["metrics"],
+                     "first_reached": _first_reached(rows, cfg.stop),
+                     "threads": info.get("threads"), "machine": info.get("machine") or _machine()},
+        "reproduce": info["reproduce"],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "attngraph_commit": git_commit(),
+    }
+    (entry_dir / RESULTS).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    _update_readme(entry_dir / "README.md", Entry(entry_dir.name, entry_dir, results))
+    return results
+
+
+def _machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def _update_readme(path: Path, entry: Entry) -> None:
+    """Rewrite the block between the results markers of the entry's README with the measured table."""
+    if not path.is_file():
+        return
+    text = path.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        return
+    r = entry.results
+    names = list(next(iter(r["ours"].values()), {}))
+    lines = ["| evaluation | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for name, metrics in r["ours"].items():
+        lines.append(f"| {name} | " + " | ".join(fmt(metrics[n]) for n in names) + " |")
+    t = r["training"]
+    lines += ["", f"Measured on {r['evaluation']['sequences']:,} fresh sequences per row (seed {r['evaluation']['seed']}). "
+              f"Trained {t['steps']:,} steps ({t['sequences']:,} sequences) in {duration(t['seconds'])} on {t['machine']}; "
+              f"the shipped checkpoint is the best evaluation, at step {t['best_step']:,}."]
+    if t.get("first_reached"):
+        fr = t["first_reached"]
+        lines.append(f"{fr['metric']} was first {fr['condition']} at step {fr['step']:,} ({fr['sequences']:,} sequences).")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    path.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail, encoding="utf-8")
