@@ -87,12 +87,26 @@ class Inferer:
             if any(t is None for t in types) or not edges:
                 ok = False
                 continue
+            if not node.is_scope and not self.structured_ok(node, param, edges, types):
+                ok = False
+                continue
             if node.is_scope or not node.cls.concat:
                 ins[param] = types
                 continue
             ins[param] = self.concat(node, param, edges, types)
             ok = ok and ins[param] is not None
         return ins if ok else None
+
+    def structured_ok(self, node: NodeIR, param: str, edges: list[Edge], types: list[VType]) -> bool:
+        """A structured value (a memory, a write) goes only where a component accepts that kind."""
+        want = node.cls.accepts.get(param)
+        for e, t in zip(edges, types):
+            if t.layout is not None and t.layout[0] != want:
+                takers = "ntm_read / ntm_write 'memory:'" if t.layout[0] == "memory" else "ntm_memory 'writes:'"
+                self.diags.error(e.ref.pos, e.label, f"'{e.ref}' is {t}, which '{node.kind}' cannot take as '{param}'",
+                                 f"it is read by {takers}")
+                return False
+        return True
 
     def concat(self, node: NodeIR, param: str, edges: list[Edge], types: list[VType]) -> VType | None:
         if len(types) == 1:
@@ -140,6 +154,14 @@ class Inferer:
             self.frame(node.body, step=True)
 
 
-def _static_guess(node: NodeIR, port: str) -> VType | None:
-    """The type of a prev() edge met before its source (components only: inputs and scopes have none)."""
-    return None if node.is_scope or node.is_input else node.cls.static_type(node.p, port)
+def _static_guess(node: NodeIR, port: str, depth: int = 0) -> VType | None:
+    """The type of a prev() edge met before its source (components only: inputs and scopes have none):
+    from its parameters, or (``guess_type``) from what it reads, e.g. a read head's size is its memory's width."""
+    if node.is_scope or node.is_input or depth > 8:
+        return None
+    t = node.cls.static_type(node.p, port)
+    if t is None:
+        def type_of(edge: Edge) -> VType | None:
+            return edge.src.types.get(edge.port) or _static_guess(edge.src, edge.port, depth + 1)
+        t = node.cls.guess_type(node.p, node.inputs, port, type_of)
+    return t

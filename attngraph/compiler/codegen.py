@@ -198,6 +198,8 @@ class CodeGen:
 
     def _initial(self, edge: Edge) -> str:
         src, t = edge.src, edge.src.types[edge.port]
+        if src.cls.state_is_output and edge.port == "out":  # e.g. prev(memory) at t = 0: its initial contents
+            return f"{self.state[id(src)]}[0]"
         init = src.p.init
         if init == "learned":
             return f"{self.modules[id(src)]}.prev_init.expand(B, -1)"

@@ -40,7 +40,7 @@ class CompiledModel(nn.Module):
                 self._populate(node.body, into[name], carried)
                 continue
             module = node.cls(node.p, node.in_types, node.types)
-            if id(node) in carried and node.p.init == "learned":
+            if id(node) in carried and node.p.init == "learned" and not node.cls.state_is_output:
                 module.prev_init = nn.Parameter(torch.zeros(node.types["out"].size))
             into[name] = module
 

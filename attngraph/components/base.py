@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..spec.params import Choice, Either, Float, Param, RefList
+from ..spec.params import Choice, Either, Float, Param, RefList, RefType
 
 FAMILIES = ("controller", "memory", "attention", "halting", "ops", "layer", "encoder", "scope")
 
@@ -41,17 +41,25 @@ class VType:
     example); ``index`` marks integer class indices in ``[0, size)`` (tokens) instead of features.
 
     Tensor shapes: ``(B, size)`` or ``(B, T, size)``; index values ``(B,)`` or ``(B, T)``.
+
+    ``layout`` marks a structured value kept flat in ``size`` features, e.g. ``("memory", N, M)`` for an
+    N×M memory (``size = N·M``, viewed as ``(B, N, M)`` by the heads that read it) or ``("ntm_write", N, M)``
+    for a write head's (weighting, erase, add). Only components that declare it in ``accepts`` take one.
     """
 
     size: int
     time: str | None = None
     index: bool = False
+    layout: tuple | None = None
 
     def with_time(self, time: str | None) -> VType:
-        return VType(self.size, time, self.index)
+        return VType(self.size, time, self.index, self.layout)
 
     def __str__(self) -> str:
-        inner = f"index<{self.size}>" if self.index else str(self.size)
+        if self.layout is not None:
+            inner = f"{self.layout[0]}[{'×'.join(str(d) for d in self.layout[1:])}]"
+        else:
+            inner = f"index<{self.size}>" if self.index else str(self.size)
         return f"seq[{self.time}]×{inner}" if self.time else inner
 
 
@@ -79,6 +87,8 @@ class Component(nn.Module):
     concat: ClassVar[bool] = True
     ports: ClassVar[tuple[str, ...]] = ("out",)
     stateful: ClassVar[bool] = False
+    accepts: ClassVar[dict[str, str]] = {}  # input parameter -> the structured value (VType.layout kind) it takes
+    state_is_output: ClassVar[bool] = False  # prev(node) starts from init_state()[0] (a memory's initial contents)
 
     @classmethod
     def infer(cls, p: SimpleNamespace, ins: dict[str, Any], step: bool) -> dict[str, VType]:
@@ -97,6 +107,12 @@ class Component(nn.Module):
         component's size comes from elsewhere (e.g. a memory's width)."""
         size = getattr(p, "size", None)
         return VType(size) if port == "out" and isinstance(size, int) and not isinstance(size, bool) else None
+
+    @classmethod
+    def guess_type(cls, p: SimpleNamespace, inputs: dict[str, list], port: str, type_of: Callable) -> VType | None:
+        """Like :meth:`static_type` when the parameters do not say: ``inputs`` are the node's input edges by
+        parameter and ``type_of(edge)`` their types where known (or guessable). Default: unknown."""
+        return None
 
     def init_state(self, batch: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Initial recurrent state for ``batch`` examples (dtype and device of ``like``)."""
@@ -123,7 +139,7 @@ def component(kind: str, family: str, params: dict[str, Param], doc: str = "", p
         cls.kind, cls.family, cls.ports, cls.stateful, cls.concat = kind, family, ports, stateful, concat
         cls.params = dict(params)
         cls.params.setdefault("init", INIT)
-        cls.inputs = tuple(k for k, v in params.items() if isinstance(v.type, RefList))
+        cls.inputs = tuple(k for k, v in params.items() if isinstance(v.type, (RefType, RefList)))
         cls.doc = doc or (cls.__doc__ or "").strip().split("\n")[0]
         REGISTRY[kind] = cls
         return cls
