@@ -373,35 +373,12 @@ def evaluate(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], ch
     """
     import torch
 
-    import attngraph
-    from attngraph.training.checkpoint import CheckpointError, load_checkpoint, model_tensors
     from attngraph.training.config import TrainConfig
     from attngraph.training.evaluate import evaluate as run_eval
 
-    path, gallery_name = resolve_spec(spec)
-    result = load_or_exit(path, overrides, imports, show_warnings=not as_json)
-    section = result.sections.get("task")
-    if section is None:
-        click.echo(f"{path}: the spec has no task: section, so there is nothing to evaluate on", err=True)
-        sys.exit(EXIT_SPEC_ERROR)
-    if checkpoint is None:
-        if gallery_name is None:
-            raise click.UsageError("give the weights with --checkpoint PATH (only gallery models have a default)")
-        from attngraph.gallery import gallery_root
-
-        checkpoint = gallery_root() / gallery_name / "checkpoint.safetensors"
-    try:
-        tensors, _ = load_checkpoint(checkpoint)
-    except CheckpointError as err:
-        click.echo(f"attngraph: {err}", err=True)
-        sys.exit(1)
+    model, result = _trained_model(spec, overrides, imports, checkpoint, show_warnings=not as_json)
+    section = result.sections["task"]
     cfg: TrainConfig = result.sections.get("train") or TrainConfig()
-    model = attngraph.build(result)
-    try:
-        model.load_state_dict(model_tensors(tensors))
-    except RuntimeError as err:
-        click.echo(f"attngraph: {checkpoint} does not fit this spec's model: {err}", err=True)
-        sys.exit(1)
     gen = torch.Generator().manual_seed(cfg.seed + 1000 if seed is None else seed)
     metrics = run_eval(model, section.eval, cfg.batch, batches or cfg.eval_batches, gen)
     if as_json:
@@ -498,4 +475,68 @@ def gallery_publish(run: Path, entry: Path, no_render: bool, threads: int | None
         click.echo(f"attngraph: {err}", err=True)
         sys.exit(1)
     click.echo(f"wrote {entry / 'results.json'}")
+
+
+@main.command(name="inspect")
+@click.argument("spec")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a value (repeatable).")
+@click.option("--import", "imports", multiple=True, metavar="MODULE", help="Import a plug-in module first (repeatable).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+              help="Weights [default for a gallery NAME: gallery/NAME/checkpoint.safetensors].")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the example drawn.")
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the pictures and record.safetensors.")
+@guarded
+def inspect_cmd(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], checkpoint: Path | None, seed: int,
+                out: Path) -> None:
+    """Draw what a trained model did on one generated example of its evaluation task.
+
+    Writes io.png (inputs, outputs, targets over time), attention.png (every head's weighting:
+    memory location x time, write heads first), one picture per memory (its contents after the
+    last step) and record.safetensors with the raw values.
+
+    \b
+    Examples:
+      attngraph inspect ntm-copy -o runs/ntm-copy-inspect
+      attngraph inspect spec.yaml --checkpoint runs/try1/checkpoints/best.safetensors -o pics --set "task.eval.length=[40, 40]"
+    """
+    import torch
+
+    from attngraph.inspect import inspect as draw
+
+    model, result = _trained_model(spec, overrides, imports, checkpoint)
+    batch = result.sections["task"].eval.sample(1, torch.Generator().manual_seed(seed))
+    for path in draw(model, batch, out):
+        click.echo(f"wrote {path}")
+
+
+def _trained_model(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], checkpoint: Path | None,
+                   show_warnings: bool = False):
+    """The spec's model with the weights of ``checkpoint`` (a gallery entry's by default), and the loaded spec."""
+    import attngraph
+    from attngraph.gallery import gallery_root
+    from attngraph.training.checkpoint import CheckpointError, load_checkpoint, model_tensors
+
+    path, gallery_name = resolve_spec(spec)
+    result = load_or_exit(path, overrides, imports, show_warnings=show_warnings)
+    section = result.sections.get("task")
+    if section is None:
+        click.echo(f"{path}: the spec has no task: section, so there is no data to run it on", err=True)
+        sys.exit(EXIT_SPEC_ERROR)
+    if checkpoint is None:
+        if gallery_name is None:
+            raise click.UsageError("give the weights with --checkpoint PATH (only gallery models have a default)")
+        checkpoint = gallery_root() / gallery_name / "checkpoint.safetensors"
+    try:
+        tensors, _ = load_checkpoint(checkpoint)
+    except CheckpointError as err:
+        click.echo(f"attngraph: {err}", err=True)
+        sys.exit(1)
+    model = attngraph.build(result)
+    try:
+        model.load_state_dict(model_tensors(tensors))
+    except RuntimeError as err:
+        click.echo(f"attngraph: {checkpoint} does not fit this spec's model: {err}", err=True)
+        sys.exit(1)
+    return model, result
 

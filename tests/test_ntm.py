@@ -161,3 +161,32 @@ train: {optimizer: adam, lr: 0.01, batch: 16, steps: 60, eval_every: 20, eval_ba
     chance = 4 * math.log(2)  # bce summed over 4 bits, predicting 0.5 everywhere
     losses = [float(r["eval_loss"]) for r in rows]
     assert losses[-1] < losses[0] and losses[-1] < 0.85 * chance, losses
+
+
+def test_inspect_draws_every_head_and_records_its_weights(tmp_path):
+    from click.testing import CliRunner
+    from safetensors.torch import load_file
+
+    from attngraph.training.trainer import Trainer
+    from attngraph_cli.main import main
+
+    spec = tmp_path / "ntm.yaml"
+    text = SPEC.replace(f"kind: linear, size: {OUT},", "kind: linear, size: 2,")  # copy of 2-bit vectors
+    spec.write_text(text.replace("outputs: {y: {from: seq}}", "targets: {y: {size: 2}}\noutputs: {y: {from: seq, loss: bce}}\n"
+                                 "task: {kind: copy, width: 2, length: [2, 4]}\ntrain: {batch: 2, steps: 2, eval_batches: 1}"))
+    Trainer(attngraph.load(spec), tmp_path / "run", quiet=True).run()
+    out = CliRunner().invoke(main, ["inspect", str(spec), "--checkpoint", str(tmp_path / "run/checkpoints/last.safetensors"),
+                                    "-o", str(tmp_path / "pics"), "--seed", "3"])
+    assert out.exit_code == 0, out.output
+    for name in ("io.png", "attention.png", "seq.mem.out.png", "record.safetensors"):
+        assert (tmp_path / "pics" / name).is_file(), name
+    rec = load_file(str(tmp_path / "pics" / "record.safetensors"))
+    steps = rec["batch.x"].shape[0]
+    for head in ("read0", "read1", "write0", "write1"):
+        w = rec[f"record.seq.{head}.weights"]
+        assert w.shape == (steps, N)
+        torch.testing.assert_close(w.sum(-1), torch.ones(steps))
+    assert rec["record.seq.mem.out"].shape == (steps, N * M)
+    model = attngraph.build(spec)
+    outputs, _ = model.record({"x": rec["batch.x"][None]})
+    torch.testing.assert_close(outputs["y"], model({"x": rec["batch.x"][None]})["y"])  # recording changes nothing

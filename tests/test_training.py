@@ -70,7 +70,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, how):
     a, b = final_params(tmp_path / "straight"), final_params(tmp_path / "split")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert eval_rows(tmp_path / "straight") == eval_rows(tmp_path / "split")
-    # the crashed run's step-6 event is purged on resume: no step twice in TensorBoard
+    # the crashed run's step-6 event is dropped on resume: no step twice in TensorBoard
     straight, split = (tensorboard_scalars(tmp_path / r, "eval/bit_errors") for r in ("straight", "split"))
     assert [s for s, _ in split] == [s for s, _ in straight] == [3, 6, 9, 12]
     assert [v for _, v in split] == pytest.approx([v for _, v in straight])

@@ -19,8 +19,9 @@ from ..ir import IR, Edge, NodeIR, ScopeIR
 class CodeGen:
     """Emits statements for the frames of an IR. ``masked`` selects the variant that honours ``x.mask``."""
 
-    def __init__(self, ir: IR, masked: bool):
-        self.ir, self.masked = ir, masked
+    def __init__(self, ir: IR, masked: bool, record: bool = False):
+        self.ir, self.masked, self.record = ir, masked, record
+        self.recs: dict[tuple, str] = {}  # (id(node), port) -> list collecting a watched port's per-step values
         self.lines: list[str] = []
         self.depth = 1
         self.used: set[str] = set()
@@ -70,7 +71,7 @@ class CodeGen:
     def function(self) -> str:
         ir = self.ir
         # builtins too: the generated code calls range, len, zip and tuple, so a node named 'len' must not shadow one
-        self.used.update({"self", "batch", "torch", "B", "_f", "nodes", "t", *dir(builtins)})
+        self.used.update({"self", "batch", "torch", "B", "_f", "nodes", "t", "_rec", *dir(builtins)})
         binds = ["    " + line for line in self._bindings()]
         body_start = len(self.lines)
         for name, node in ir.inputs.items():
@@ -78,11 +79,13 @@ class CodeGen:
         first = next(iter(ir.inputs.values()))
         self.line(f"B = {self.value(first)}.shape[0]")
         self.line("_f = self._float")
+        if self.record:
+            self.line("_rec = {}")
         if self.masked:
             self._masks()
         self.frame(ir.root)
         outs = ", ".join(f"{name!r}: {self.expr(o.edge)}" for name, o in ir.outputs.items())
-        self.line(f"return {{{outs}}}")
+        self.line(f"return {{{outs}}}" + (", _rec" if self.record else ""))
         header = ["def forward(self, batch):", "    nodes = self.nodes"]
         return "\n".join(header + binds + self.lines[body_start:]) + "\n"
 
@@ -144,6 +147,13 @@ class CodeGen:
             self.line(f"{outs} = {mod}({', '.join(args)}, {self.lengths[node.types['out'].time]})")
         else:
             self.line(f"{outs} = {mod}({', '.join(args)})")
+        if self.record:
+            for port in cls.watch:
+                key = (id(node), port)
+                if key in self.recs:
+                    self.line(f"{self.recs[key]}.append({self.value(node, port)})")
+                else:
+                    self.line(f"_rec[{node.dotted + '.' + port!r}] = {self.value(node, port)}")
 
     # ------------------------------------------------------------------------------------------- loops
     def emit_loop(self, loop: NodeIR, sequences: list[str], axis: str, reverse: bool = False) -> None:
@@ -173,6 +183,13 @@ class CodeGen:
         accs = {key: self.name(f"acc_{'_'.join(e.src.path)}") for key, e in reads.items()}
         for acc in accs.values():
             self.line(f"{acc} = []")
+        watched = []
+        if self.record:
+            for node in self.ir.units(loop.body):
+                for port in () if node.is_scope else node.cls.watch:
+                    self.recs[(id(node), port)] = var = self.name(f"rec_{'_'.join(node.path)}_{port}")
+                    watched.append((node.dotted + "." + port, var))
+                    self.line(f"{var} = []")
         order = f"range(len({steps[0]}) - 1, -1, -1)" if reverse else f"range(len({steps[0]}))"
         self.line(f"for t in {order}:")
         self.depth += 1
@@ -195,6 +212,8 @@ class CodeGen:
             out = self.name(f"{loop.name}_{edge.src.name}" + ("" if edge.port == "out" else f"_{edge.port}"))
             self.line(f"{out} = torch.stack({accs[key]}{'[::-1]' if reverse else ''}, 1)")
             self.stacked[(id(loop), key)] = out
+        for name, var in watched:
+            self.line(f"_rec[{name!r}] = torch.stack({var}{'[::-1]' if reverse else ''}, 1)")
 
     def _initial(self, edge: Edge) -> str:
         src, t = edge.src, edge.src.types[edge.port]
@@ -208,11 +227,12 @@ class CodeGen:
 
 
 
-def compile_forward(ir: IR, masked: bool) -> tuple[str, Callable]:
-    """Generate and compile the forward function; the source is registered with linecache for tracebacks."""
-    gen = CodeGen(ir, masked)
+def compile_forward(ir: IR, masked: bool, record: bool = False) -> tuple[str, Callable]:
+    """Generate and compile the forward function; the source is registered with linecache for tracebacks.
+    ``record``: the function also returns every watched port's values (per step inside loops)."""
+    gen = CodeGen(ir, masked, record)
     source = gen.function()
-    filename = f"<attngraph:{ir.name}{':masked' if masked else ''}>"
+    filename = f"<attngraph:{ir.name}{':masked' if masked else ''}{':record' if record else ''}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict = {"torch": torch}
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated code, no spec text

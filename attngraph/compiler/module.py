@@ -29,6 +29,7 @@ class CompiledModel(nn.Module):
         self.register_buffer("_float", torch.zeros(()), persistent=False)
         self.code, self._forward = compile_forward(ir, masked=False)
         self.masked_code, self._forward_masked = compile_forward(ir, masked=True)
+        self._forward_record = None  # compiled on first use of record()
 
     def _populate(self, scope: ScopeIR, into: nn.ModuleDict, carried: set[int]) -> None:
         """Build every node's module into ``into``; ``carried`` holds the nodes read through prev()."""
@@ -43,6 +44,13 @@ class CompiledModel(nn.Module):
             if id(node) in carried and node.p.init == "learned" and not node.cls.state_is_output:
                 module.prev_init = nn.Parameter(torch.zeros(node.types["out"].size))
             into[name] = module
+
+    def record(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The outputs and every watched port's values (``"seq.read.weights"`` -> (B, T, N) inside a loop):
+        what `attngraph inspect` draws. Input masks are ignored: give equal-length examples (e.g. one)."""
+        if self._forward_record is None:
+            _, self._forward_record = compile_forward(self.ir, masked=False, record=True)
+        return self._forward_record(self, batch)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         for key in self._input_masks:

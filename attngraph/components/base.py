@@ -87,6 +87,7 @@ class Component(nn.Module):
     concat: ClassVar[bool] = True
     ports: ClassVar[tuple[str, ...]] = ("out",)
     stateful: ClassVar[bool] = False
+    watch: ClassVar[tuple[str, ...]] = ()  # ports `attngraph inspect` records and draws (what it attended to)
     accepts: ClassVar[dict[str, str]] = {}  # input parameter -> the structured value (VType.layout kind) it takes
     state_is_output: ClassVar[bool] = False  # prev(node) starts from init_state()[0] (a memory's initial contents)
 

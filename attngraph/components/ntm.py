@@ -80,6 +80,7 @@ class _Head(Component):
 
     extra = 0  # parameters after [k, β, g, s, γ]
     accepts = {"memory": "memory"}
+    watch = ("weights",)
 
     def __init__(self, p, ins, outs):
         super().__init__()
@@ -182,6 +183,7 @@ class NTMWrite(_Head):
 class NTMMemory(Component):
     accepts = {"writes": "ntm_write"}
     state_is_output = True
+    watch = ("out",)
 
     @classmethod
     def infer(cls, p, ins, step):

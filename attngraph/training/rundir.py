@@ -123,16 +123,25 @@ def plot_learning_curve(rows: list[dict[str, float]], path: Path, metric_names: 
 
 class EventLog:
     """TensorBoard event files under ``<run>/tensorboard``: every metrics.csv column but ``step`` as a
-    scalar (``train/loss``, ``train/lr``, ``eval/<metric>``, ``speed/sequences``...). On resume, events after
-    the resumed step (from the part of the old run that the checkpoint does not hold) are purged."""
+    scalar (``train/loss``, ``train/lr``, ``eval/<metric>``, ``speed/sequences``...).
 
-    def __init__(self, out: Path, resume_step: int | None = None):
+    On resume the event files are written afresh from the rows metrics.csv kept (those up to the resumed
+    step), so the part of the old run that the checkpoint does not hold never shows, whatever order
+    TensorBoard reads several files in."""
+
+    def __init__(self, out: Path, replay: list[dict[str, float]] | None = None):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is a dependency; a broken install only loses the event files
             self.writer = None
             return
-        self.writer = SummaryWriter(str(Path(out) / "tensorboard"), purge_step=resume_step)
+        folder = Path(out) / "tensorboard"
+        if replay is not None and folder.is_dir():
+            for old in folder.glob("events.out.tfevents.*"):
+                old.unlink()
+        self.writer = SummaryWriter(str(folder))
+        for row in replay or []:
+            self.append(row)
 
     def append(self, row: dict[str, float]) -> None:
         if self.writer is None:

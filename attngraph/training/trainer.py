@@ -147,7 +147,7 @@ class Trainer:
         self.events = None
         if self.world.writer:
             self.log.start(keep_until=self.step if self.resume else None)
-            self.events = EventLog(self.out, self.step if self.resume else None)
+            self.events = EventLog(self.out, self.log.rows if self.resume else None)
 
     def _restore(self) -> None:
         path = self.ckpt_dir / "last.safetensors"

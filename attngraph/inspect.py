@@ -1,0 +1,127 @@
+"""Pictures of what a model did on one example: its inputs, outputs and targets, and every watched port
+(attention weightings, memory contents) over time. Generic: a component lists the ports worth drawing in
+``watch`` and the compiled model records them (:meth:`CompiledModel.record`).
+
+Weightings are drawn as the Distill article "Attention and Augmented Recurrent Neural Networks" draws an
+NTM's heads: memory location (rows) × time (columns), one picture per head, read and write side by side.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .compiler.module import CompiledModel
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def inspect(model: CompiledModel, batch: dict[str, torch.Tensor], out: Path) -> list[Path]:
+    """Run ``model`` on ``batch`` (one example) and write the pictures and the raw values into ``out``."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = {k: v for k, v in batch.items() if k in model.ir.inputs}
+    model.eval()
+    with torch.no_grad():
+        outputs, records = model.record(inputs)
+    predictions = model.predict(outputs)
+    written = [_io_picture(model, batch, predictions, out / "io.png")]
+    heads = {k: v[0] for k, v in records.items() if k.endswith(".weights")}
+    if heads:
+        written.append(_weights_picture(heads, out / "attention.png"))
+    for name, value in records.items():
+        layout = _layout(model, name)
+        if layout is not None and layout[0] == "memory":
+            written.append(_memory_picture(name, value[0], layout, out / f"{name}.png"))
+    tensors = {f"record.{k}": v[0].contiguous() for k, v in records.items()}
+    tensors.update({f"output.{k}": v[0].contiguous() for k, v in predictions.items()})
+    tensors.update({f"batch.{k}": v[0].float().contiguous() for k, v in batch.items()})
+    save_file(tensors, str(out / "record.safetensors"))
+    written.append(out / "record.safetensors")
+    return written
+
+
+def _layout(model: CompiledModel, name: str):
+    dotted, port = name.rsplit(".", 1)
+    for node in model.ir.nodes():
+        if not node.is_scope and node.dotted == dotted:
+            t = node.types.get(port)
+            return t.layout if t is not None else None
+    return None
+
+
+def _io_picture(model: CompiledModel, batch, predictions, path: Path) -> Path:
+    plt = _plt()
+    panels = []
+    for name in model.ir.inputs:
+        x = batch[name][0]
+        if x.dim() == 2:
+            panels.append((f"input {name}", x))
+    for name, o in model.ir.outputs.items():
+        pred = predictions[name][0]
+        if pred.dim() == 2:
+            panels.append((f"output {name}", pred))
+        if o.target and o.target in batch and batch[o.target][0].dim() == 2:
+            target = batch[o.target][0]
+            mask = batch.get(f"{o.target}.mask")
+            if mask is not None:
+                target = target * mask[0][:, None]
+            panels.append((f"target {o.target}", target))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.2 + 1.1 * len(panels)), squeeze=False)
+    for ax, (title, values) in zip(axes[:, 0], panels):
+        ax.imshow(values.T.float().numpy(), aspect="auto", cmap="Greys", interpolation="nearest", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.set_ylabel("channel", fontsize=8)
+    axes[-1, 0].set_xlabel("time step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _weights_picture(heads: dict[str, torch.Tensor], path: Path) -> Path:
+    plt = _plt()
+    names = sorted(heads, key=lambda n: (".read" in n, n))  # writes first, then reads (the Distill order)
+    top = max(float(w.max()) for w in heads.values()) or 1.0  # one colour scale for all heads
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names) + 1, 4.2), squeeze=False)
+    for i, (ax, name) in enumerate(zip(axes[0], names)):
+        w = heads[name]  # (T, N)
+        used = int((w.max(0).values > 1e-3).nonzero().max()) + 1 if (w.max(0).values > 1e-3).any() else w.shape[1]
+        rows = min(w.shape[1], max(used + 4, 16))
+        image = ax.imshow(w[:, :rows].T.numpy(), aspect="auto", cmap="viridis", interpolation="nearest", vmin=0, vmax=top)
+        ax.set_title(name.rsplit(".", 1)[0], fontsize=9)
+        ax.set_xlabel("time step")
+        if i == 0:
+            ax.set_ylabel(f"memory location (first {rows} of {w.shape[1]})")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="weight")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _memory_picture(name: str, value: torch.Tensor, layout, path: Path) -> Path:
+    """The memory after the last step: locations × width."""
+    plt = _plt()
+    n, m = layout[1], layout[2]
+    final = value[-1].reshape(n, m)
+    used = int((final.abs().sum(1) > 1e-3).nonzero().max()) + 1 if (final.abs().sum(1) > 1e-3).any() else n
+    rows = min(n, max(used + 4, 16))
+    fig, ax = plt.subplots(figsize=(4, 4.5))
+    image = ax.imshow(final[:rows].numpy(), aspect="auto", cmap="coolwarm", interpolation="nearest")
+    ax.set_title(f"{name.rsplit('.', 1)[0]} after the last step", fontsize=9)
+    ax.set_xlabel("width")
+    ax.set_ylabel(f"location (first {rows} of {n})")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
