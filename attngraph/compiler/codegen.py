@@ -222,7 +222,7 @@ class CodeGen:
         init = src.p.init
         if init == "learned":
             return f"{self.modules[id(src)]}.prev_init.expand(B, -1)"
-        value = 0.0 if init == "zeros" else float(init)
+        value = float(init) if isinstance(init, (int, float)) and not isinstance(init, bool) else 0.0  # zeros, first, ...
         return f"_f.new_full((B, {t.size}), {value!r})"
 
 

@@ -61,10 +61,12 @@ def address(memory, w_prev, key, beta, g, s, gamma, offsets, eps: float = EPS) -
 MEMORY_INIT = Param(Either(Choice("zeros", "learned", "random"), Float()), 1e-6,
                     "initial contents, reset for every sequence: a constant (Graves-style small value), zeros, "
                     "learned (one N×M parameter) or random (N(0, 0.1²) per sequence)")
-WEIGHT_INIT = Param(Either(Choice("zeros", "learned"), Float()), "zeros",
-                    "the head's weighting before the first step: zeros, learned (softmax of a parameter) or a "
-                    "constant; zeros becomes uniform after the first sharpening. For a read head it is also what "
-                    "prev(read) gives at the first step (learned: a learned read vector)")
+WEIGHT_INIT = Param(Either(Choice("first", "zeros", "learned"), Float()), "first",
+                    "the head's weighting before the first step: first (all weight on location 0, like a tape "
+                    "head at its start), zeros, learned (softmax of a parameter that starts focused on location "
+                    "0) or a constant. With a constant memory, zeros or a constant keep every location alike "
+                    "forever (nothing breaks the symmetry); first or learned do not. For a read head it is also "
+                    "what prev(read) gives at the first step (learned: a learned read vector, else zeros)")
 SHIFTS = Param(IntList(), [-1, 0, 1], "the shift offsets s ranges over (circular convolution)")
 
 
@@ -92,6 +94,8 @@ class _Head(Component):
         self.init_kind = p.init
         if p.init == "learned":
             self.w0 = nn.Parameter(torch.zeros(self.slots))
+            with torch.no_grad():
+                self.w0[0] = 10.0  # softmax ≈ 0.9995 on location 0: starts like "first"
 
     @classmethod
     def guess_type(cls, p, inputs, port, type_of):
@@ -110,6 +114,10 @@ class _Head(Component):
     def init_state(self, batch, like):
         if self.init_kind == "learned":
             return (torch.softmax(self.w0.to(like.dtype), -1).expand(batch, -1),)
+        if self.init_kind == "first":
+            w = like.new_zeros((batch, self.slots))
+            w[:, 0] = 1.0
+            return (w,)
         value = 0.0 if self.init_kind == "zeros" else float(self.init_kind)
         return (like.new_full((batch, self.slots), value),)
 
