@@ -16,7 +16,8 @@ the ``results.json`` files; nothing in them is typed by hand.
     evaluations:                      # each: a name and --set overrides of the spec
       - {name: "lengths 1-20", set: []}
       - {name: "length 40", set: ["task.eval.length=[40, 40]"]}
-    batches: 50                       # evaluation batches of train.batch sequences (default 50)
+    batches: 50                       # evaluation batches (default 50)
+    batch: 64                         # sequences per evaluation batch (default train.batch)
 """
 from __future__ import annotations
 
@@ -190,12 +191,12 @@ def publish(run: Path, entry_dir: Path, *, say=print, render: bool = True) -> di
 
         draw(spec, entry_dir / "model.svg")
     cfg: TrainConfig = spec.sections.get("train") or TrainConfig()
-    seed, batches = cfg.seed + 1000, int(info.get("batches", 50))
+    seed, batches, size = cfg.seed + 1000, int(info.get("batches", 50)), int(info.get("batch", cfg.batch))
     ours: dict[str, dict[str, float]] = {}
     for ev in info["evaluations"]:
         variant = api.load(spec_path, list(ev.get("set", [])))
         model.eval()
-        ours[ev["name"]] = evaluate(model, variant.sections["task"].eval, cfg.batch, batches,
+        ours[ev["name"]] = evaluate(model, variant.sections["task"].eval, size, batches,
                                     torch.Generator().manual_seed(seed))
         say(f"{ev['name']}: " + ", ".join(f"{k} {v:.4g}" for k, v in ours[ev["name"]].items()))
     with open(run / "metrics.csv", newline="") as f:
@@ -205,7 +206,7 @@ def publish(run: Path, entry_dir: Path, *, say=print, render: bool = True) -> di
         "name": entry_dir.name, "title": info["title"], "task": task.name,
         "metric": info.get("metric") or info["paper"].get("metric") or "loss",
         "paper": info["paper"], "ours": ours,
-        "evaluation": {"seed": seed, "batches": batches, "batch": cfg.batch, "sequences": batches * cfg.batch,
+        "evaluation": {"seed": seed, "batches": batches, "batch": size, "sequences": batches * size,
                        "sets": {ev["name"]: list(ev.get("set", [])) for ev in info["evaluations"]}},
         "training": {"steps": last["step"], "sequences": last["sequences"], "seconds": round(last["seconds"], 1),
                      "best_step": meta["step"], "best_metrics": meta["metrics"],

@@ -357,10 +357,11 @@ def _launch(nproc: int) -> int:
               help="Weights to evaluate [default for a gallery NAME: gallery/NAME/checkpoint.safetensors].")
 @click.option("--seed", type=click.IntRange(0), help="Seed of the evaluation data [default: train.seed + 1000].")
 @click.option("--batches", type=click.IntRange(1), help="Batches to average over [default: train.eval_batches].")
+@click.option("--batch", "batch_size", type=click.IntRange(1), help="Sequences per batch [default: train.batch].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: metric name -> value.")
 @guarded
 def evaluate(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], checkpoint: Path | None,
-             seed: int | None, batches: int | None, as_json: bool) -> None:
+             seed: int | None, batches: int | None, batch_size: int | None, as_json: bool) -> None:
     """Evaluate a trained model on freshly generated data of SPEC's evaluation task.
 
     The data is drawn with a seed other than training's (train.seed + 1000 unless --seed), so the
@@ -380,7 +381,7 @@ def evaluate(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], ch
     section = result.sections["task"]
     cfg: TrainConfig = result.sections.get("train") or TrainConfig()
     gen = torch.Generator().manual_seed(cfg.seed + 1000 if seed is None else seed)
-    metrics = run_eval(model, section.eval, cfg.batch, batches or cfg.eval_batches, gen)
+    metrics = run_eval(model, section.eval, batch_size or cfg.batch, batches or cfg.eval_batches, gen)
     if as_json:
         click.echo(json.dumps(metrics))
     else:

@@ -132,7 +132,7 @@ def test_shipped_entry_is_complete_and_its_first_number_reproduces(name, monkeyp
         assert (entry.path / f).is_file(), f
     first, sets = next(iter(entry.results["ours"].items())), entry.results["evaluation"]["sets"]
     ev = entry.results["evaluation"]
-    out = CliRunner().invoke(main, ["eval", name, "--json", "--batches", str(ev["batches"]),
+    out = CliRunner().invoke(main, ["eval", name, "--json", "--batches", str(ev["batches"]), "--batch", str(ev["batch"]),
                                     *[a for s in sets[first[0]] for a in ("--set", s)]])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output) == pytest.approx(first[1], rel=1e-4, abs=1e-6)
