@@ -18,6 +18,7 @@ the ``results.json`` files; nothing in them is typed by hand.
       - {name: "length 40", set: ["task.eval.length=[40, 40]"]}
     batches: 50                       # evaluation batches (default 50)
     batch: 64                         # sequences per evaluation batch (default train.batch)
+    target: {metric: bits_per_seq, below: 0.1}   # report when training first met it (default train.stop)
 """
 from __future__ import annotations
 
@@ -148,14 +149,16 @@ def _read_entry_yaml(entry_dir: Path) -> dict[str, Any]:
     return data
 
 
-def _first_reached(rows: list[dict[str, str]], stop) -> dict[str, Any] | None:
-    if stop is None:
+def _first_reached(rows: list[dict[str, str]], target: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The first evaluation that met ``target`` ({metric, below} or {metric, above}), as metrics.csv has it."""
+    if not target:
         return None
+    metric, below, above = target["metric"], target.get("below"), target.get("above")
     for row in rows:
-        value = float(row.get(f"eval_{stop.metric}", "nan"))
-        if stop.reached(value):
-            condition = f"below {stop.below}" if stop.below is not None else f"above {stop.above}"
-            return {"metric": stop.metric, "condition": condition, "step": int(row["step"]),
+        value = float(row.get(f"eval_{metric}", "nan"))
+        if (below is not None and value < below) or (above is not None and value > above):
+            condition = f"below {below}" if below is not None else f"above {above}"
+            return {"metric": metric, "condition": condition, "step": int(row["step"]),
                     "sequences": int(row["sequences"])}
     return None
 
@@ -210,7 +213,8 @@ def publish(run: Path, entry_dir: Path, *, say=print, render: bool = True) -> di
                        "sets": {ev["name"]: list(ev.get("set", [])) for ev in info["evaluations"]}},
         "training": {"steps": last["step"], "sequences": last["sequences"], "seconds": round(last["seconds"], 1),
                      "best_step": meta["step"], "best_metrics": meta["metrics"],
-                     "first_reached": _first_reached(rows, cfg.stop),
+                     "first_reached": _first_reached(rows, info.get("target") or (
+                         vars(cfg.stop) if cfg.stop is not None else None)),
                      "threads": info.get("threads"), "machine": info.get("machine") or _machine()},
         "reproduce": info["reproduce"],
         "parameters": sum(p.numel() for p in model.parameters()),
