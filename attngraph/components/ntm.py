@@ -98,6 +98,15 @@ class _Head(Component):
                 self.w0[0] = 10.0  # softmax ≈ 0.9995 on location 0: starts like "first"
 
     @classmethod
+    def infer(cls, p, ins, step):
+        n, m = _memory_layout(ins["memory"], cls.wiring)
+        if not step:
+            raise ShapeError(f"an {cls.kind} head works step by step: put it inside a loop body")
+        if ins["in"].index:
+            raise ShapeError(f"'in' holds class indices ({ins['in']}); embed them first", input="in")
+        return {"out": cls.port_type(n, m), "weights": VType(n)}
+
+    @classmethod
     def guess_type(cls, p, inputs, port, type_of):
         edges = inputs.get("memory") or []
         t = type_of(edges[0]) if edges else None
@@ -136,14 +145,7 @@ class _Head(Component):
 }, ports=("out", "weights"), stateful=True,
     doc="NTM read head: address a memory (content, interpolation, shift, sharpening) and read Σ w(i) M(i)")
 class NTMRead(_Head):
-    @classmethod
-    def infer(cls, p, ins, step):
-        n, m = _memory_layout(ins["memory"], "memory: mem")
-        if not step:
-            raise ShapeError("an ntm_read head works step by step: put it inside a loop body")
-        if ins["in"].index:
-            raise ShapeError(f"'in' holds class indices ({ins['in']}); embed them first", input="in")
-        return {"out": cls.port_type(n, m), "weights": VType(n)}
+    wiring = "memory: mem"
 
     @classmethod
     def port_type(cls, n, m):
@@ -163,14 +165,7 @@ class NTMRead(_Head):
 class NTMWrite(_Head):
     extra = 2
 
-    @classmethod
-    def infer(cls, p, ins, step):
-        n, m = _memory_layout(ins["memory"], "memory: prev(mem)")
-        if not step:
-            raise ShapeError("an ntm_write head works step by step: put it inside a loop body")
-        if ins["in"].index:
-            raise ShapeError(f"'in' holds class indices ({ins['in']}); embed them first", input="in")
-        return {"out": cls.port_type(n, m), "weights": VType(n)}
+    wiring = "memory: prev(mem)"
 
     @classmethod
     def port_type(cls, n, m):
