@@ -170,7 +170,7 @@ def publish(run: Path, entry_dir: Path, *, say=print, render: bool = True) -> di
     import torch
 
     from . import api
-    from .training.checkpoint import load_checkpoint, model_tensors, save_checkpoint
+    from .training.checkpoint import load_checkpoint, load_weights, save_checkpoint
     from .training.config import TrainConfig
     from .training.evaluate import evaluate
     from .training.rundir import config_hash, git_commit
@@ -179,12 +179,11 @@ def publish(run: Path, entry_dir: Path, *, say=print, render: bool = True) -> di
     info = _read_entry_yaml(entry_dir)
     spec_path = entry_dir / "spec.yaml"
     spec = api.load(spec_path)
-    tensors, meta = load_checkpoint(run / "checkpoints" / "best.safetensors")
     _, last = load_checkpoint(run / "checkpoints" / "last.safetensors")
-    if meta.get("config_hash") != config_hash(spec):
+    if last.get("config_hash") != config_hash(spec):
         raise GalleryError(f"{run} was not trained from {spec_path} (its model, task or train section differs)")
     model = api.build(spec)
-    model.load_state_dict(model_tensors(tensors))
+    meta = load_weights(model, run / "checkpoints" / "best.safetensors")
     save_checkpoint(entry_dir / "checkpoint.safetensors", model, None, None,
                     {k: meta[k] for k in ("step", "sequences", "seconds", "metrics", "seed", "config_hash")})
     for name in ("metrics.csv", "learning_curve.png"):

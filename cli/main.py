@@ -236,28 +236,39 @@ def render(spec: Path, overrides: tuple[str, ...], imports: tuple[str, ...], out
 
 
 
+def named_spec_options(fn: Callable) -> Callable:
+    """``SPEC`` (a spec file or a gallery NAME) plus ``--set`` and ``--import`` (both repeatable)."""
+    fn = click.option("--import", "imports", multiple=True, metavar="MODULE",
+                      help="Import a plug-in module first (repeatable).")(fn)
+    fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                      help="Override a value, e.g. --set train.lr=3e-4 (repeatable).")(fn)
+    return click.argument("spec")(fn)
+
+
+checkpoint_option = click.option(
+    "--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+    help="Weights [default for a gallery NAME: gallery/NAME/checkpoint.safetensors].")
+
+
 def resolve_spec(spec: str) -> tuple[Path, str | None]:
     """SPEC as given when it is a file, else gallery/SPEC/spec.yaml (returns the path and the gallery name)."""
     from attngraph.gallery import gallery_root
 
-    GALLERY = gallery_root()
+    root = gallery_root()
     path = Path(spec)
     if path.is_file():
         return path, None
-    candidate = GALLERY / spec / "spec.yaml"
+    candidate = root / spec / "spec.yaml"
     if "/" not in spec and candidate.is_file():
         return candidate, spec
-    known = sorted(p.parent.name for p in GALLERY.glob("*/spec.yaml"))
+    known = sorted(p.parent.name for p in root.glob("*/spec.yaml"))
     click.echo(f"attngraph: '{spec}' is neither a spec file nor a gallery model "
                f"(gallery: {', '.join(known) if known else 'none yet'})", err=True)
     sys.exit(EXIT_SPEC_ERROR)
 
 
 @main.command()
-@click.argument("spec")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a value, e.g. --set train.lr=3e-4 (repeatable).")
-@click.option("--import", "imports", multiple=True, metavar="MODULE", help="Import a plug-in module first (repeatable).")
+@named_spec_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory [default: runs/<spec name>-<YYYYmmdd-HHMMSS>; with --resume the newest one].")
 @click.option("--seed", type=click.IntRange(0), help="Seed, instead of train.seed.")
@@ -350,11 +361,8 @@ def _launch(nproc: int) -> int:
 
 
 @main.command(name="eval")
-@click.argument("spec")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a value (repeatable).")
-@click.option("--import", "imports", multiple=True, metavar="MODULE", help="Import a plug-in module first (repeatable).")
-@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
-              help="Weights to evaluate [default for a gallery NAME: gallery/NAME/checkpoint.safetensors].")
+@named_spec_options
+@checkpoint_option
 @click.option("--seed", type=click.IntRange(0), help="Seed of the evaluation data [default: train.seed + 1000].")
 @click.option("--batches", type=click.IntRange(1), help="Batches to average over [default: train.eval_batches].")
 @click.option("--batch", "batch_size", type=click.IntRange(1), help="Sequences per batch [default: train.batch].")
@@ -479,11 +487,8 @@ def gallery_publish(run: Path, entry: Path, no_render: bool, threads: int | None
 
 
 @main.command(name="inspect")
-@click.argument("spec")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a value (repeatable).")
-@click.option("--import", "imports", multiple=True, metavar="MODULE", help="Import a plug-in module first (repeatable).")
-@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
-              help="Weights [default for a gallery NAME: gallery/NAME/checkpoint.safetensors].")
+@named_spec_options
+@checkpoint_option
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the example drawn.")
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the pictures and record.safetensors.")
@@ -516,7 +521,7 @@ def _trained_model(spec: str, overrides: tuple[str, ...], imports: tuple[str, ..
     """The spec's model with the weights of ``checkpoint`` (a gallery entry's by default), and the loaded spec."""
     import attngraph
     from attngraph.gallery import gallery_root
-    from attngraph.training.checkpoint import CheckpointError, load_checkpoint, model_tensors
+    from attngraph.training.checkpoint import CheckpointError, load_weights
 
     path, gallery_name = resolve_spec(spec)
     result = load_or_exit(path, overrides, imports, show_warnings=show_warnings)
@@ -528,16 +533,11 @@ def _trained_model(spec: str, overrides: tuple[str, ...], imports: tuple[str, ..
         if gallery_name is None:
             raise click.UsageError("give the weights with --checkpoint PATH (only gallery models have a default)")
         checkpoint = gallery_root() / gallery_name / "checkpoint.safetensors"
-    try:
-        tensors, _ = load_checkpoint(checkpoint)
-    except CheckpointError as err:
-        click.echo(f"attngraph: {err}", err=True)
-        sys.exit(1)
     model = attngraph.build(result)
     try:
-        model.load_state_dict(model_tensors(tensors))
-    except RuntimeError as err:
-        click.echo(f"attngraph: {checkpoint} does not fit this spec's model: {err}", err=True)
+        load_weights(model, checkpoint)
+    except CheckpointError as err:
+        click.echo(f"attngraph: {err}", err=True)
         sys.exit(1)
     return model, result
 

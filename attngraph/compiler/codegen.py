@@ -202,6 +202,10 @@ class CodeGen:
             self.line(f"{self.step_mask} = {self.masks[axis]}[:, t].unsqueeze(-1)")
         self.frame(loop.body)
         for key, p in ((k, self.prev[k]) for k in carried):
+            src = carried[key].src
+            if src.cls.state_is_output and key[1] == "out":  # its state is its value, already masked: no 2nd where
+                self.line(f"{p} = {self.state[id(src)]}[0]")
+                continue
             value = self.values[key]
             self.line(f"{p} = {value}" if self.step_mask is None else f"{p} = torch.where({self.step_mask}, {value}, {p})")
         for key, edge in reads.items():

@@ -116,10 +116,6 @@ class _Head(Component):
             return VType(1)  # any guess: infer() then reports the real mistake, the memory: that is not one
         return VType(t.layout[1]) if port == "weights" else cls.port_type(t.layout[1], t.layout[2])
 
-    @classmethod
-    def static_type(cls, p, port):
-        return None
-
     def init_state(self, batch, like):
         if self.init_kind == "learned":
             return (torch.softmax(self.w0.to(like.dtype), -1).expand(batch, -1),)

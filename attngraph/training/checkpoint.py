@@ -133,6 +133,17 @@ def model_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
 
 
+def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
+    """Put the parameters of checkpoint ``path`` into ``model``; its sidecar's metadata is returned.
+    A checkpoint that is not there, not whole, or of another model raises :class:`CheckpointError`."""
+    tensors, meta = load_checkpoint(path)
+    try:
+        model.load_state_dict(model_tensors(tensors))
+    except RuntimeError as err:
+        raise CheckpointError(f"{path} does not fit this spec's model: {err}") from err
+    return meta
+
+
 def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any], batch_gen: torch.Generator | None) -> None:
     """Put torch's, python's and the batch generator's random states back as they were when saved."""
     torch.set_rng_state(tensors["rng.torch"])

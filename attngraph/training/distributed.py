@@ -69,10 +69,6 @@ class World:
         dist.broadcast(held, src=0)
         return int(held.item())
 
-    def barrier(self) -> None:
-        if self.distributed:
-            dist.barrier()
-
 
 def world_from_env() -> World:
     """The :class:`World` that torchrun's environment describes (size 1 without one)."""

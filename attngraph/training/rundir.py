@@ -121,6 +121,9 @@ def plot_learning_curve(rows: list[dict[str, float]], path: Path, metric_names: 
     tmp.replace(path)
 
 
+EVENT_TAGS = {"train_loss": "train/loss", "lr": "train/lr", "seconds": "speed/seconds", "sequences": "speed/sequences"}
+
+
 class EventLog:
     """TensorBoard event files under ``<run>/tensorboard``: every metrics.csv column but ``step`` as a
     scalar (``train/loss``, ``train/lr``, ``eval/<metric>``, ``speed/sequences``...).
@@ -146,10 +149,9 @@ class EventLog:
     def append(self, row: dict[str, float]) -> None:
         if self.writer is None:
             return
-        names = {"train_loss": "train/loss", "lr": "train/lr", "seconds": "speed/seconds", "sequences": "speed/sequences"}
         for key, value in row.items():
             if key != "step":
-                tag = names.get(key) or ("eval/" + key[len("eval_"):] if key.startswith("eval_") else key)
+                tag = EVENT_TAGS.get(key) or ("eval/" + key[len("eval_"):] if key.startswith("eval_") else key)
                 self.writer.add_scalar(tag, value, global_step=int(row["step"]))
         self.writer.flush()
 
