@@ -204,6 +204,68 @@ def test_torch_compile_matches_eager():
         torch.testing.assert_close(grads[name], param.grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
+def _grads(model: attngraph.CompiledModel, batch: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(5)  # the same dropout masks for every variant
+    outputs = model(batch)
+    objective(model, outputs, batch).backward()
+    return outputs, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+NTM_COPY = ROOT / "gallery" / "ntm-copy" / "spec.yaml"
+
+
+@pytest.mark.parametrize("path", [*SPECS, NTM_COPY], ids=lambda p: spec_id(p))
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+def test_loop_bodies_as_step_functions_compute_the_same(path, masked):
+    """compile_steps() emits each loop body as a function of (step input, mask, carried values); with an
+    identity compiler the model must compute what the inline loop computes, gradients included."""
+    inline = build(path, overrides=["model.seq.body.mem.slots=16"] if path == NTM_COPY else [])
+    stepped = copy.deepcopy(inline)
+    bodies = stepped.compile_steps(lambda fn: fn)
+    assert bodies == sum(1 for n in inline.ir.nodes() if n.is_scope and n.cls.kind == "loop"
+                         and not any(u.is_scope for u in inline.ir.units(n.body)))
+    assert ("def _step_" in stepped.code) == (bodies > 0)
+    batch = make_batch(inline, masked=masked)
+    want, want_grads = _grads(inline, batch)
+    got, got_grads = _grads(stepped, batch)
+    outputs_close(want, got)  # equal up to summation order: the step inputs are laid out time-major
+    assert want_grads.keys() == got_grads.keys()
+    for name in want_grads:
+        torch.testing.assert_close(got_grads[name], want_grads[name], msg=name)
+
+
+@pytest.mark.skipif(BACKEND is None, reason="torch.compile is not supported on this platform")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_compile_steps_serves_every_sequence_length_with_one_graph():
+    """train.compile: the loop body is compiled once (twice: at the first step the initial state needs no
+    gradient), without graph breaks; a batch of another length reuses it (compiling the whole forward would
+    unroll the loop and compile again for every length)."""
+    from torch._dynamo.utils import counters
+
+    model = build(GOOD / "loop_lstm.yaml", overrides=["model.seq.body.ctrl.size=4"])
+    eager = copy.deepcopy(model)
+    torch._dynamo.reset()
+    counters.clear()
+    try:
+        assert model.compile_steps(lambda fn: torch.compile(fn, backend="aot_eager", dynamic=False)) == 1
+        graphs = []
+        for seed, steps in ((1, STEPS), (2, STEPS + 3)):
+            batch = make_batch(model, seed=seed, masked=True)
+            if steps != STEPS:
+                batch = {k: torch.cat([v, v[:, :3]], 1) if v.dim() > 1 else v for k, v in batch.items()}
+            want, want_grads = _grads(eager, batch)
+            got, got_grads = _grads(model, batch)
+            outputs_close(want, got, atol=1e-5)
+            for name in want_grads:
+                torch.testing.assert_close(got_grads[name], want_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+            graphs.append(counters["stats"]["unique_graphs"])
+        assert graphs == [2, 2]
+        assert not counters["graph_break"]
+    finally:
+        torch._dynamo.reset()
+
+
 # ------------------------------------------------------------------------------------------------ dropout
 def test_dropout_is_random_in_training_and_off_in_eval():
     model = build(GOOD / "dropout.yaml")

@@ -19,8 +19,8 @@ from ..ir import IR, Edge, NodeIR, ScopeIR
 class CodeGen:
     """Emits statements for the frames of an IR. ``masked`` selects the variant that honours ``x.mask``."""
 
-    def __init__(self, ir: IR, masked: bool, record: bool = False):
-        self.ir, self.masked, self.record = ir, masked, record
+    def __init__(self, ir: IR, masked: bool, record: bool = False, step_fns: bool = False):
+        self.ir, self.masked, self.record, self.step_fns = ir, masked, record, step_fns
         self.recs: dict[tuple, str] = {}  # (id(node), port) -> list collecting a watched port's per-step values
         self.lines: list[str] = []
         self.depth = 1
@@ -160,10 +160,14 @@ class CodeGen:
         """A ``for`` over the time axis: unbind the sequences, init state and prev values, run the body,
         carry state (masked: only where the step is valid), stack the values read from outside."""
         self.line(f"# loop '{loop.dotted}' over {', '.join(str(e.ref) for e in loop.inputs['over'])}")
+        # as a function (compile_steps), each step's inputs are made contiguous: a slice of a (B, T, ...)
+        # tensor has a stride that depends on T, and torch.compile would compile again for every length
+        as_fn = self.step_fns and not self.record and not any(u.is_scope for u in self.ir.units(loop.body))
         steps = []
         for edge, seq in zip(loop.inputs["over"], sequences):
             steps.append(self.name(f"{loop.name}_{edge.src.name}_steps"))
-            self.line(f"{steps[-1]} = {seq}.unbind(1)")
+            self.line(f"{steps[-1]} = {seq}.transpose(0, 1).contiguous().unbind(0)" if as_fn
+                      else f"{steps[-1]} = {seq}.unbind(1)")
         for node in self.ir.units(loop.body):
             if not node.is_scope and node.cls.stateful:
                 self.state[id(node)] = s = self.name(f"s_{'_'.join(node.path)}")
@@ -191,23 +195,45 @@ class CodeGen:
                     watched.append((node.dotted + "." + port, var))
                     self.line(f"{var} = []")
         order = f"range(len({steps[0]}) - 1, -1, -1)" if reverse else f"range(len({steps[0]}))"
-        self.line(f"for t in {order}:")
-        self.depth += 1
-        for edge, var in zip(loop.inputs["over"], steps):
+        elements = []
+        for edge in loop.inputs["over"]:
             self.elements[(id(loop), edge.key())] = el = self.name(f"{edge.src.name}_t")
-            self.line(f"{el} = {var}[t]")
+            elements.append(el)
         outer_mask = self.step_mask
         if self.masked and axis in self.masks:
             self.step_mask = self.name(f"{loop.name}_valid")
-            self.line(f"{self.step_mask} = {self.masks[axis]}[:, t].unsqueeze(-1)")
-        self.frame(loop.body)
-        for key, p in ((k, self.prev[k]) for k in carried):
-            src = carried[key].src
-            if src.cls.state_is_output and key[1] == "out":  # its state is its value, already masked: no 2nd where
-                self.line(f"{p} = {self.state[id(src)]}[0]")
-                continue
-            value = self.values[key]
-            self.line(f"{p} = {value}" if self.step_mask is None else f"{p} = torch.where({self.step_mask}, {value}, {p})")
+        fetch = [f"{el} = {var}[t]" for el, var in zip(elements, steps)]
+        if self.step_mask != outer_mask and as_fn:
+            by_time = self.name(f"{loop.name}_mask_by_time")
+            self.line(f"{by_time} = {self.masks[axis]}.t().contiguous()")
+            fetch.append(f"{self.step_mask} = {by_time}[t].unsqueeze(-1)")
+        elif self.step_mask != outer_mask:
+            fetch.append(f"{self.step_mask} = {self.masks[axis]}[:, t].unsqueeze(-1)")
+        if as_fn:
+            # the body as a function of (step inputs, mask, carried values) -> (carried values, values read
+            # outside): what CompiledModel.compile_steps hands to torch.compile, one graph for every step
+            fn = self.name(f"_step_{loop.name}")
+            carry = [self.prev[k] for k in carried] + [self.state[id(n)] for n in self.ir.units(loop.body)
+                                                       if id(n) in self.state]
+            params = elements + ([self.step_mask] if self.step_mask != outer_mask else []) + carry
+            self.line(f"def {fn}({', '.join(params)}):")
+            self.depth += 1
+            self._body(loop, carried)
+            outs = [self.value(e.src, e.port) for e in reads.values()]
+            self.line(f"return {_tuple(carry)}, {_tuple(outs)}")
+            self.depth -= 1
+            self.line(f"{fn} = self._step_compiler({fn})")
+            self.line(f"for t in {order}:")
+            self.depth += 1
+            for text in fetch:
+                self.line(text)
+            self.line(f"{_tuple(carry)}, {_tuple(outs)} = {fn}({', '.join(params)})")
+        else:
+            self.line(f"for t in {order}:")
+            self.depth += 1
+            for text in fetch:
+                self.line(text)
+            self._body(loop, carried)
         for key, edge in reads.items():
             self.line(f"{accs[key]}.append({self.value(edge.src, edge.port)})")
         self.step_mask = outer_mask
@@ -218,6 +244,17 @@ class CodeGen:
             self.stacked[(id(loop), key)] = out
         for name, var in watched:
             self.line(f"_rec[{name!r}] = torch.stack({var}{'[::-1]' if reverse else ''}, 1)")
+
+    def _body(self, loop: NodeIR, carried: dict[tuple, Edge]) -> None:
+        """One step: the body's nodes, then the values prev() will read at the next step."""
+        self.frame(loop.body)
+        for key, p in ((k, self.prev[k]) for k in carried):
+            src = carried[key].src
+            if src.cls.state_is_output and key[1] == "out":  # its state is its value, already masked: no 2nd where
+                self.line(f"{p} = {self.state[id(src)]}[0]")
+                continue
+            value = self.values[key]
+            self.line(f"{p} = {value}" if self.step_mask is None else f"{p} = torch.where({self.step_mask}, {value}, {p})")
 
     def _initial(self, edge: Edge) -> str:
         src, t = edge.src, edge.src.types[edge.port]
@@ -231,12 +268,19 @@ class CodeGen:
 
 
 
-def compile_forward(ir: IR, masked: bool, record: bool = False) -> tuple[str, Callable]:
+def _tuple(names: list[str]) -> str:
+    return f"({', '.join(names)}{',' if len(names) == 1 else ''})"
+
+
+def compile_forward(ir: IR, masked: bool, record: bool = False, step_fns: bool = False) -> tuple[str, Callable]:
     """Generate and compile the forward function; the source is registered with linecache for tracebacks.
-    ``record``: the function also returns every watched port's values (per step inside loops)."""
-    gen = CodeGen(ir, masked, record)
+    ``record``: the function also returns every watched port's values (per step inside loops).
+    ``step_fns``: each loop body without nested loops becomes a function passed through
+    ``self._step_compiler`` (torch.compile: one graph serves every step, whatever the sequence length)."""
+    gen = CodeGen(ir, masked, record, step_fns)
     source = gen.function()
-    filename = f"<attngraph:{ir.name}{':masked' if masked else ''}{':record' if record else ''}>"
+    filename = (f"<attngraph:{ir.name}{':masked' if masked else ''}{':record' if record else ''}"
+                f"{':steps' if step_fns else ''}>")
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict = {"torch": torch}
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated code, no spec text

@@ -1,6 +1,9 @@
 """The compiled model: an ordinary ``nn.Module`` whose forward is generated from the IR."""
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -30,6 +33,7 @@ class CompiledModel(nn.Module):
         self.code, self._forward = compile_forward(ir, masked=False)
         self.masked_code, self._forward_masked = compile_forward(ir, masked=True)
         self._forward_record = None  # compiled on first use of record()
+        self._step_compiler = None  # set by compile_steps()
 
     def _populate(self, scope: ScopeIR, into: nn.ModuleDict, carried: set[int]) -> None:
         """Build every node's module into ``into``; ``carried`` holds the nodes read through prev()."""
@@ -44,6 +48,26 @@ class CompiledModel(nn.Module):
             if id(node) in carried and node.p.init == "learned" and not node.cls.state_is_output:
                 module.prev_init = nn.Parameter(torch.zeros(node.types["out"].size))
             into[name] = module
+
+    def __deepcopy__(self, memo: dict) -> CompiledModel:
+        """A copy with its own parameters and buffers that shares the IR: the IR is not changed after build,
+        and it keys its frames by identity, so a deep-copied IR could not generate code again."""
+        memo[id(self.ir)] = self.ir
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = copy.deepcopy(value, memo)
+        return new
+
+    def compile_steps(self, compiler: Callable[[Callable], Callable] | None = None) -> int:
+        """Run the body of every loop (one without nested loops) through ``compiler``, by default
+        ``torch.compile``: the body becomes one function of (step inputs, carried state), so a single graph
+        serves every step of every sequence length (compiling the whole forward would unroll the loop and
+        compile again for each new length). Returns the number of loop bodies compiled (0: no loops)."""
+        self._step_compiler = compiler or torch.compile
+        self.code, self._forward = compile_forward(self.ir, masked=False, step_fns=True)
+        self.masked_code, self._forward_masked = compile_forward(self.ir, masked=True, step_fns=True)
+        return self.code.count("= self._step_compiler(")
 
     def record(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """The outputs and every watched port's values (``"seq.read.weights"`` -> (B, T, N) inside a loop):

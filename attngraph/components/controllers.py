@@ -44,6 +44,7 @@ class _Recurrent(Component):
         super().__init__()
         self.size, self.layers = p.size, p.layers
         self.rnn = self._make(ins["in"].size, p)
+        self._flat = self.rnn._flat_weights
         self.init_kind = p.init
         if p.init == "learned":
             self.state0 = nn.Parameter(torch.zeros(self._states * p.layers, p.size))
@@ -59,8 +60,14 @@ class _Recurrent(Component):
 
     def _weights(self) -> list[torch.Tensor]:
         """(w_ih, w_hh, b_ih, b_hh) of every layer, flat: the list nn.RNNBase keeps in sync and its fused
-        forward uses (a plain attribute, so a cell step does not pay four Module.__getattr__ per layer)."""
-        return self.rnn._flat_weights
+        forward uses (a plain attribute, so a cell step does not pay four Module.__getattr__ per layer). Kept
+        on this module too, since torch.compile will not trace into an nn.RNNBase (see compile_steps)."""
+        return self._flat
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        self._flat = self.rnn._flat_weights  # .to() / .double() give nn.RNNBase a new list
+        return out
 
     def _sequence_state(self, x):
         """Initial state in nn.RNNBase's (layers, B, H) layout, or None for zeros."""

@@ -54,7 +54,7 @@ def sharpen(w: torch.Tensor, gamma: torch.Tensor, eps: float = EPS) -> torch.Ten
 def address(memory, w_prev, key, beta, g, s, gamma, offsets, eps: float = EPS) -> torch.Tensor:
     """The full addressing of eqs. 5–9: content, interpolation with the previous weighting, shift, sharpening."""
     wc = content_weights(memory, key, beta, eps)
-    wg = g * wc + (1 - g) * w_prev
+    wg = torch.lerp(w_prev, wc, g)  # g·wc + (1 − g)·w_prev in one op
     return sharpen(shift(wg, s, offsets), gamma, eps)
 
 

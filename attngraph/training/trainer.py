@@ -124,7 +124,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         self.model = CompiledModel(self.spec.ir).to(self.device)
-        self.eval_forward = torch.compile(self.model) if cfg.compile else self.model
+        self.eval_forward = self.model
+        if cfg.compile and not self.model.compile_steps():  # no loop: the whole forward is one graph
+            self.eval_forward = torch.compile(self.model, dynamic=True)
         self.forward = self.eval_forward
         if self.world.distributed:
             from torch.nn.parallel import DistributedDataParallel
