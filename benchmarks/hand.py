@@ -1,8 +1,10 @@
-"""Hand-written PyTorch models with the same math as the benchmark specs in ``benchmarks/specs/``.
+"""Hand-written PyTorch models with the same math as the benchmark specs (``benchmarks/specs/``, and
+``gallery/ntm-copy/spec.yaml`` for the NTM).
 
 Each is the conventional, idiomatic implementation one would write without attngraph: ``nn.LSTM`` over the
 whole sequence, or ``nn.LSTMCell`` / ``nn.GRUCell`` stepped by a Python loop with the linear head applied at
-every step (as the spec's loop body does). ``weight_map`` maps each compiled-model parameter name to the
+every step (as the spec's loop body does); the Neural Turing Machine with its memory addressing written out
+in plain tensor ops. ``weight_map`` maps each compiled-model parameter name to the
 hand-written one, so both models can start from identical weights.
 """
 from __future__ import annotations
@@ -12,9 +14,11 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy on logits, summed over features, mean over examples and steps (as ``loss: bce``)."""
-    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1).mean()
+def bce_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy on logits, summed over features, mean over examples and steps (as ``loss: bce``);
+    with a float ``mask`` (B, T), the mean over the steps it marks (copy: the output phase)."""
+    per_step = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
+    return per_step.mean() if mask is None else (per_step * mask).sum() / mask.sum()
 
 
 class LSTMSeq(nn.Module):
@@ -103,6 +107,74 @@ class LoopGRU2(nn.Module):
     @staticmethod
     def weight_map() -> dict[str, str]:
         return {**_rnn_map("nodes.seq.ctrl.rnn", 2, "cells", cells=True), **_linear_map("nodes.seq.head.proj", "head")}
+
+
+class NTM(nn.Module):
+    """(5) Neural Turing Machine (Graves et al. 2014) as ``gallery/ntm-copy/spec.yaml``: an ``nn.LSTMCell``
+    controller on [x_t, previous read], one write head and one read head (each an ``nn.Linear`` to its
+    addressing parameters) on an N x M memory, and an ``nn.Linear`` output on [h, read] at every step.
+
+    Per step: the write head addresses the memory of the previous step, the memory is erased and added to,
+    then the read head addresses the updated memory and reads from it. Addressing: content weights
+    softmax(beta * cosine) (with 1e-8 inside the square roots of the norms), interpolation with the head's
+    previous weighting, circular shift by the offsets ``shifts`` (``torch.roll``), sharpening
+    softmax(gamma * log(w + 1e-8)). The memory starts at ``memory_init`` for every sequence; both heads'
+    previous weighting starts as all weight on location 0, the previous read as zeros.
+    """
+
+    EPS = 1e-8
+
+    def __init__(self, n_in: int, hidden: int, n_out: int, slots: int = 128, width: int = 20,
+                 shifts: tuple[int, ...] = (-1, 0, 1), memory_init: float = 1e-6):
+        super().__init__()
+        self.hidden, self.slots, self.width, self.shifts, self.memory_init = hidden, slots, width, shifts, memory_init
+        self.read_sizes = [width, 1, 1, len(shifts), 1]  # key, beta, g, shift, gamma
+        self.write_sizes = self.read_sizes + [width, width]  # ... erase, add
+        self.cell = nn.LSTMCell(n_in + width, hidden)
+        self.write_head = nn.Linear(hidden, sum(self.write_sizes))
+        self.read_head = nn.Linear(hidden, sum(self.read_sizes))
+        self.head = nn.Linear(hidden + width, n_out)
+
+    def address(self, memory: torch.Tensor, w_prev: torch.Tensor, key: torch.Tensor, beta: torch.Tensor,
+                g: torch.Tensor, s: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        """memory (B, N, M), w_prev (B, N), key (B, M), s (B, S), beta/g/gamma (B, 1), already squashed."""
+        eps = self.EPS
+        dot = torch.bmm(memory, key.unsqueeze(-1)).squeeze(-1)  # (B, N)
+        cos = dot / ((memory.pow(2).sum(-1) + eps).sqrt() * (key.pow(2).sum(-1, keepdim=True) + eps).sqrt())
+        w = g * torch.softmax(beta * cos, -1) + (1 - g) * w_prev
+        rolled = torch.stack([torch.roll(w, o, -1) if o else w for o in self.shifts], -1)  # (B, N, S): w(i - o_k)
+        w = torch.bmm(rolled, s.unsqueeze(-1)).squeeze(-1)
+        return torch.softmax(gamma * torch.log(w + eps), -1)
+
+    def head_params(self, out: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+        key, beta, g, s, gamma, *rest = out.split(sizes, -1)
+        return [key, F.softplus(beta), torch.sigmoid(g), torch.softmax(s, -1), 1 + F.softplus(gamma), *rest]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        h = c = x.new_zeros(batch, self.hidden)
+        read = x.new_zeros(batch, self.width)
+        memory = x.new_full((batch, self.slots, self.width), self.memory_init)
+        w_write = x.new_zeros(batch, self.slots)
+        w_write[:, 0] = 1.0
+        w_read = w_write.clone()
+        ys = []
+        for x_t in x.unbind(1):
+            h, c = self.cell(torch.cat([x_t, read], -1), (h, c))
+            *params, erase, add = self.head_params(self.write_head(h), self.write_sizes)
+            w_write = self.address(memory, w_write, *params)
+            w = w_write.unsqueeze(-1)  # (B, N, 1)
+            memory = memory * (1 - w * torch.sigmoid(erase).unsqueeze(1)) + w * torch.tanh(add).unsqueeze(1)
+            w_read = self.address(memory, w_read, *self.head_params(self.read_head(h), self.read_sizes))
+            read = torch.bmm(w_read.unsqueeze(1), memory).squeeze(1)  # (B, M)
+            ys.append(self.head(torch.cat([h, read], -1)))
+        return torch.stack(ys, 1)
+
+    @staticmethod
+    def weight_map() -> dict[str, str]:
+        return {**_rnn_map("nodes.seq.ctrl.rnn", 1, "cell", cells=True),
+                **_linear_map("nodes.seq.write.fc", "write_head"), **_linear_map("nodes.seq.read.fc", "read_head"),
+                **_linear_map("nodes.seq.y.proj", "head")}
 
 
 def _rnn_map(prefix: str, layers: int, name: str, cells: bool) -> dict[str, str]:

@@ -2,18 +2,20 @@
 
 Usage::
 
-    python benchmarks/run.py              # full run (about 5 minutes on 2 CPU cores)
+    python benchmarks/run.py              # full run (about 15 minutes on 2 CPU cores)
     python benchmarks/run.py --quick      # smoke run (under a minute)
     python benchmarks/run.py --threads 2  # torch.set_num_threads(2) (default 1)
     python benchmarks/run.py --clock cpu  # time this process's CPU time instead of wall time
     python benchmarks/run.py --only lstm-seq loop-gru2   # a subset of the models
+    python benchmarks/run.py --compile    # the attngraph side with train.compile (torch.compile per loop body)
 
-For every model (a spec under ``benchmarks/specs/``) and batch size, the compiled model and its hand-written
-twin (``benchmarks/hand.py``) start from identical weights and see identical inputs (their outputs are checked
-to agree first). One training step is forward + loss + backward + Adam step. After a warm-up, the two alternate
-in one process (A, B, A, B, ...): each round times ``steps`` consecutive training steps of each, and the
-reported time per step is the median over rounds. The last line is ``worst_ratio: X.XXX``, the largest
-compiled/hand-written ratio. See benchmarks/README.md for the method and its caveats.
+For every model (a spec under ``benchmarks/specs/``, or a gallery spec) and batch size, the compiled model and
+its hand-written twin (``benchmarks/hand.py``) start from identical weights and see identical inputs (their
+outputs and losses are checked to agree first). One training step is forward + loss + backward + Adam step.
+After a warm-up, the two alternate in one process (A, B, A, B, ...): each round times ``steps`` consecutive
+training steps of each, and the reported time per step is the median over rounds. The last line is
+``worst_ratio: X.XXX``, the largest compiled/hand-written ratio; before it, a second table gives the same
+medians as training throughput in sequences per second. See benchmarks/README.md for the method and its caveats.
 """
 from __future__ import annotations
 
@@ -32,29 +34,60 @@ from torch import nn
 import attngraph
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/hand.py, however this script is started
-from hand import LoopFeedback, LoopGRU2, LoopLSTM, LSTMSeq, bce_loss, load_compiled_weights  # noqa: E402
+from hand import NTM, LoopFeedback, LoopGRU2, LoopLSTM, LSTMSeq, bce_loss, load_compiled_weights  # noqa: E402
 
 SPECS = Path(__file__).resolve().parent / "specs"
-N_IN, HIDDEN, N_OUT, T = 9, 128, 8, 40
+GALLERY = Path(__file__).resolve().parent.parent / "gallery"
+N_IN, HIDDEN, N_OUT, T = 9, 128, 8, 40  # the synthetic models under specs/
+COPY_LENGTH = 20  # ntm-copy: every sequence has the longest length of the gallery spec's task, T = 2*20 + 1
 AGREE = 1e-4  # the largest |compiled - hand-written| output difference accepted before timing
+
+
+def random_bits(spec: attngraph.Spec, batch: int) -> dict[str, torch.Tensor]:
+    """Random 0/1 inputs and targets, T steps, no masks (the synthetic models under specs/)."""
+    gen = torch.Generator().manual_seed(1)
+    return {"x": torch.randint(0, 2, (batch, T, N_IN), generator=gen).float(),
+            "y": torch.randint(0, 2, (batch, T, N_OUT), generator=gen).float()}
+
+
+def task_batch(spec: attngraph.Spec, batch: int) -> dict[str, torch.Tensor]:
+    """A batch of the spec's own task (its ``task:`` section, as overridden by the case). The input mask is
+    dropped: every sequence has the same length, so it is all true and would only select the compiled
+    model's masked forward (a ``torch.where`` per state per step) for no effect. The target mask stays:
+    both models' losses count the steps it marks (copy: the output phase)."""
+    sample = spec.sections["task"].train.sample(batch, torch.Generator().manual_seed(1))
+    if not sample["x.mask"].all():
+        raise ValueError(f"{spec.name}: the benchmark needs equal-length sequences (no padding)")
+    return {k: v for k, v in sample.items() if k != "x.mask"}
 
 
 @dataclass(frozen=True)
 class Case:
-    """One benchmark row: a spec, its hand-written twin and a batch size."""
+    """One benchmark row: a spec, its hand-written twin (the class and its arguments), a batch size, and
+    how to make the batch from the loaded spec."""
 
     name: str
-    spec: str
+    spec: Path
     hand: type[nn.Module]
     batch: int
+    hand_args: tuple = (N_IN, HIDDEN, N_OUT)
+    data: Callable[[attngraph.Spec, int], dict[str, torch.Tensor]] = random_bits
+    overrides: tuple[str, ...] = ()  # as `--set` on the command line
+
+
+def _ntm_copy(batch: int) -> Case:
+    return Case("ntm-copy", GALLERY / "ntm-copy" / "spec.yaml", NTM, batch, hand_args=(9, 100, 8),
+                data=task_batch, overrides=(f"task.length=[{COPY_LENGTH}, {COPY_LENGTH}]",))
 
 
 CASES = [
-    Case("lstm-seq", "lstm_seq.yaml", LSTMSeq, 32),
-    Case("loop-lstm", "loop_lstm.yaml", LoopLSTM, 32),
-    Case("loop-feedback", "loop_feedback.yaml", LoopFeedback, 1),
-    Case("loop-feedback", "loop_feedback.yaml", LoopFeedback, 32),
-    Case("loop-gru2", "loop_gru2.yaml", LoopGRU2, 32),
+    Case("lstm-seq", SPECS / "lstm_seq.yaml", LSTMSeq, 32),
+    Case("loop-lstm", SPECS / "loop_lstm.yaml", LoopLSTM, 32),
+    Case("loop-feedback", SPECS / "loop_feedback.yaml", LoopFeedback, 1),
+    Case("loop-feedback", SPECS / "loop_feedback.yaml", LoopFeedback, 32),
+    Case("loop-gru2", SPECS / "loop_gru2.yaml", LoopGRU2, 32),
+    _ntm_copy(1),
+    _ntm_copy(32),
 ]
 
 
@@ -72,6 +105,7 @@ FULL = Settings(warmup=20, rounds=51, steps=15)
 @dataclass
 class Result:
     case: Case
+    steps: int  # T of the batch
     compiled_ms: float
     hand_ms: float
     max_diff: float
@@ -80,24 +114,21 @@ class Result:
     def ratio(self) -> float:
         return self.compiled_ms / self.hand_ms
 
+    def seqs_per_s(self, ms: float) -> float:
+        return self.case.batch * 1e3 / ms
 
-def make_models(case: Case) -> tuple[attngraph.CompiledModel, nn.Module]:
+
+def make_models(case: Case, spec: attngraph.Spec) -> tuple[attngraph.CompiledModel, nn.Module]:
     """The compiled model (seeded) and the hand-written one loaded with the same weights."""
     torch.manual_seed(0)
-    compiled = attngraph.build(attngraph.load(SPECS / case.spec))
+    compiled = attngraph.build(spec)
     with torch.no_grad():  # a learned initial prediction (prev_init) starts at zero; make it non-trivial
         for param in compiled.parameters():
             if not param.any():
                 param.uniform_(-0.5, 0.5)
-    hand = case.hand(N_IN, HIDDEN, N_OUT)
+    hand = case.hand(*case.hand_args)
     load_compiled_weights(hand, compiled.state_dict())
     return compiled, hand
-
-
-def make_batch(batch: int) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(1)
-    return {"x": torch.randint(0, 2, (batch, T, N_IN), generator=gen).float(),
-            "y": torch.randint(0, 2, (batch, T, N_OUT), generator=gen).float()}
 
 
 def compiled_step(model: attngraph.CompiledModel, batch: dict[str, torch.Tensor]) -> Callable[[], None]:
@@ -112,13 +143,20 @@ def compiled_step(model: attngraph.CompiledModel, batch: dict[str, torch.Tensor]
     return step
 
 
+def hand_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """The twin's forward + loss (masked by ``y.mask`` where the batch has one, as the compiled loss)."""
+    x, y = batch["x"], batch["y"]
+    mask = batch["y.mask"].float() if "y.mask" in batch else None
+    return lambda: bce_loss(model(x), y, mask)
+
+
 def hand_step(model: nn.Module, batch: dict[str, torch.Tensor]) -> Callable[[], None]:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x, y = batch["x"], batch["y"]
+    forward_loss = hand_loss(model, batch)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        loss = bce_loss(model(x), y)
+        loss = forward_loss()
         loss.backward()
         opt.step()
 
@@ -136,13 +174,19 @@ def timed(step: Callable[[], None], n: int, clock: Callable[[], float]) -> float
     return (clock() - start) * 1e3 / n
 
 
-def run_case(case: Case, settings: Settings, clock: Callable[[], float]) -> Result:
-    compiled, hand = make_models(case)
-    batch = make_batch(case.batch)
+def run_case(case: Case, settings: Settings, clock: Callable[[], float], compile_steps: bool = False) -> Result:
+    spec = attngraph.load(case.spec, list(case.overrides))
+    compiled, hand = make_models(case, spec)
+    if compile_steps:  # train.compile: every loop body through torch.compile (compiled during the warm-up)
+        compiled.compile_steps()
+    batch = case.data(spec, case.batch)
     with torch.no_grad():
-        max_diff = (compiled(batch)["y"] - hand(batch["x"])).abs().max().item()
-    if max_diff > AGREE:
-        raise SystemExit(f"{case.name}: the compiled and hand-written models disagree (max |diff| {max_diff:.2e})")
+        outputs = compiled(batch)
+        max_diff = (outputs["y"] - hand(batch["x"])).abs().max().item()
+        loss_diff = abs(compiled.loss(outputs, batch)[0].item() - hand_loss(hand, batch)().item())
+    if max_diff > AGREE or loss_diff > AGREE:
+        raise SystemExit(f"{case.name}: the compiled and hand-written models disagree (max |diff| {max_diff:.2e}, "
+                         f"loss |diff| {loss_diff:.2e})")
     steps = (compiled_step(compiled, batch), hand_step(hand, batch))
     for _ in range(settings.warmup):
         for step in steps:
@@ -152,7 +196,7 @@ def run_case(case: Case, settings: Settings, clock: Callable[[], float]) -> Resu
     for _ in range(settings.rounds):
         for step, out in zip(steps, times):
             out.append(timed(step, settings.steps, clock))
-    return Result(case, statistics.median(times[0]), statistics.median(times[1]), max_diff)
+    return Result(case, batch["x"].shape[1], statistics.median(times[0]), statistics.median(times[1]), max_diff)
 
 
 def print_table(results: list[Result]) -> None:
@@ -160,6 +204,11 @@ def print_table(results: list[Result]) -> None:
     for r in results:
         print(f"{r.case.name:<15} {r.case.batch:>5} {r.compiled_ms:>17.3f} {r.hand_ms:>13.3f} {r.ratio:>7.3f} "
               f"{r.max_diff:>11.1e}")
+    print()
+    print(f"{'model':<15} {'batch':>5} {'T':>4} {'compiled seq/s':>15} {'hand seq/s':>11}")
+    for r in results:
+        print(f"{r.case.name:<15} {r.case.batch:>5} {r.steps:>4} {r.seqs_per_s(r.compiled_ms):>15.1f} "
+              f"{r.seqs_per_s(r.hand_ms):>11.1f}")
     print(f"worst_ratio: {max(r.ratio for r in results):.3f}")
 
 
@@ -170,6 +219,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall: elapsed time (default); cpu: this process's CPU time, steadier on a shared machine")
     parser.add_argument("--only", nargs="*", metavar="MODEL", help="run only these models (names as in the table)")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the attngraph model's loop bodies with torch.compile (what train.compile does); "
+                             "the hand-written twin stays eager, so the ratio shows what compiling gives")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = QUICK if args.quick else FULL
@@ -177,8 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     if not cases:
         parser.error(f"no model named {' or '.join(args.only)}; the models: {', '.join(dict.fromkeys(c.name for c in CASES))}")
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.clock} clock, "
-          f"{settings.rounds} rounds x {settings.steps} steps after {settings.warmup} warm-up steps, T={T}, hidden={HIDDEN}")
-    print_table([run_case(case, settings, CLOCKS[args.clock]) for case in cases])
+          f"{settings.rounds} rounds x {settings.steps} steps after {settings.warmup} warm-up steps"
+          f"{', attngraph model with compile_steps() (torch.compile)' if args.compile else ''}")
+    print_table([run_case(case, settings, CLOCKS[args.clock], args.compile) for case in cases])
 
 
 if __name__ == "__main__":

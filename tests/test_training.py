@@ -221,3 +221,19 @@ def test_ctrl_c_saves_at_the_step_boundary_and_resume_is_exact(tmp_path):
     a, b = final_params(tmp_path / "straight"), final_params(tmp_path / "split")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert eval_rows(tmp_path / "straight") == eval_rows(tmp_path / "split")
+
+
+def test_a_tie_for_the_best_checkpoint_goes_to_the_lower_evaluation_loss():
+    """Once a model gets 0 wrong bits at every evaluation, the best checkpoint is the one with the lowest
+    evaluation loss, not the first 0 (the gallery publishes the best checkpoint)."""
+    from types import SimpleNamespace
+
+    from attngraph.training.evaluate import better
+
+    task = SimpleNamespace(lower_is_better=("loss", "bits_per_seq"))
+    assert better(task, "bits_per_seq", 0.0, 0.0, new_loss=0.01, old_loss=0.02)
+    assert not better(task, "bits_per_seq", 0.0, 0.0, new_loss=0.03, old_loss=0.02)
+    assert better(task, "bits_per_seq", 0.0, 0.0, new_loss=0.03, old_loss=None)  # a best saved before losses were kept
+    assert not better(task, "bits_per_seq", 0.5, 0.0, new_loss=0.001, old_loss=0.02)  # the metric decides first
+    assert better(task, "bits_per_seq", 0.0, 0.5, new_loss=0.9, old_loss=0.02)
+    assert better(task, "bits_per_seq", 3.0, None) and not better(task, "bits_per_seq", float("nan"), None)

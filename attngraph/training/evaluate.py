@@ -56,8 +56,13 @@ def main_metric(task: Task) -> str:
     return next((m for m in task.metric_names if m != "loss"), "loss")
 
 
-def better(task: Task, metric: str, new: float, old: float | None) -> bool:
-    """Whether ``new`` improves on ``old`` (None: nothing yet) in the task's direction for ``metric``."""
+def better(task: Task, metric: str, new: float, old: float | None,
+           new_loss: float | None = None, old_loss: float | None = None) -> bool:
+    """Whether ``new`` improves on ``old`` (None: nothing yet) in the task's direction for ``metric``. A tie
+    (e.g. 0 wrong bits at several evaluations) goes to the lower evaluation loss, where both are known; an
+    old best without a loss (a checkpoint from before losses were kept) loses the tie."""
     if old is None:
         return new == new  # not NaN
+    if new == old and new_loss is not None:
+        return old_loss is None or new_loss < old_loss
     return new < old if metric in task.lower_is_better else new > old

@@ -138,6 +138,7 @@ class Trainer:
         self.step, self.sequences, self.seconds, self.skipped = 0, 0, 0.0, 0
         self.loss_sum, self.loss_count = 0.0, 0
         self.best: float | None = None
+        self.best_loss: float | None = None  # the evaluation loss at the best checkpoint: breaks ties
         self.last_metrics: dict[str, float] = {}
         self.hash = config_hash(self.spec)
         self.ckpt_dir = self.out / "checkpoints"
@@ -170,6 +171,7 @@ class Trainer:
                          "(saved by a run with fewer processes): its data will differ from an uninterrupted run")
         self.step, self.sequences, self.seconds = meta["step"], meta["sequences"], meta["seconds"]
         self.skipped, self.best, self.last_metrics = meta["skipped"], meta["best"], meta["metrics"]
+        self.best_loss = meta.get("best_loss")
         self.loss_sum, self.loss_count = meta["loss_sum"], meta["loss_count"]
         if meta.get("config_hash") != self.hash:
             self.say("attngraph: warning: the spec differs from the one the checkpoint was trained with")
@@ -179,7 +181,7 @@ class Trainer:
 
     def _meta(self) -> dict[str, Any]:
         return {"step": self.step, "sequences": self.sequences, "seconds": self.seconds, "metrics": self.last_metrics,
-                "best": self.best, "best_metric": self.metric, "skipped": self.skipped, "loss_sum": self.loss_sum,
+                "best": self.best, "best_loss": self.best_loss, "best_metric": self.metric, "skipped": self.skipped, "loss_sum": self.loss_sum,
                 "loss_count": self.loss_count, "seed": self.cfg.seed, "config_hash": self.hash}
 
     def save(self, name: str) -> Path:
@@ -322,9 +324,9 @@ class Trainer:
         self.loss_sum, self.loss_count = 0.0, 0
         row = {"step": self.step, "seconds": self.seconds, "sequences": self.sequences, "lr": lr, "train_loss": train_loss}
         row.update({f"eval_{k}": v for k, v in self.last_metrics.items()})
-        value = self.last_metrics[self.metric]
-        if better(self.eval_task, self.metric, value, self.best):
-            self.best = value
+        value, loss = self.last_metrics[self.metric], self.last_metrics.get("loss")
+        if better(self.eval_task, self.metric, value, self.best, loss, self.best_loss):
+            self.best, self.best_loss = value, loss
             self.save("best")
         if self.world.writer:
             self.log.append(row)
