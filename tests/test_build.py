@@ -307,3 +307,19 @@ def test_a_target_mask_alone_keeps_the_unmasked_forward(monkeypatch):
     batch = {"x": torch.randn(2, 3, 9), "y": torch.rand(2, 3, 8), "y.mask": torch.tensor([[1, 1, 0], [1, 0, 0]]).bool()}
     loss, _ = model.loss(model(batch), batch)
     assert torch.isfinite(loss)
+
+
+def test_an_all_true_input_mask_runs_the_unmasked_forward(monkeypatch):
+    """A batch whose input mask marks every step (a batch of one, equal lengths) needs no torch.where per
+    state per step; a mask with a padded step does."""
+    model = attngraph.build(attngraph.load(ROOT / "specs" / "examples" / "loop_feedback.yaml"))
+    calls = []
+    masked = model._forward_masked
+    monkeypatch.setattr(model, "_forward_masked", lambda *a: calls.append(1) or masked(*a))
+    batch = {"x": torch.randn(2, 3, 9), "x.mask": torch.ones(2, 3, dtype=torch.bool)}
+    full = model(batch)["y"]
+    assert calls == []
+    torch.testing.assert_close(full, masked(model, batch)["y"])
+    batch["x.mask"] = torch.tensor([[1, 1, 1], [1, 1, 0]]).bool()
+    model(batch)
+    assert calls == [1]

@@ -237,3 +237,15 @@ def test_a_tie_for_the_best_checkpoint_goes_to_the_lower_evaluation_loss():
     assert not better(task, "bits_per_seq", 0.5, 0.0, new_loss=0.001, old_loss=0.02)  # the metric decides first
     assert better(task, "bits_per_seq", 0.0, 0.5, new_loss=0.9, old_loss=0.02)
     assert better(task, "bits_per_seq", 3.0, None) and not better(task, "bits_per_seq", float("nan"), None)
+
+
+def test_the_config_hash_ignores_train_compile_but_not_the_math():
+    """Resuming (or publishing) a run with train.compile switched is the same run; a changed lr is not."""
+    from pathlib import Path
+
+    from attngraph.training.rundir import config_hash
+
+    spec = Path(__file__).resolve().parents[1] / "gallery" / "ntm-copy" / "spec.yaml"
+    plain = config_hash(attngraph.load(spec))
+    assert config_hash(attngraph.load(spec, ["train.compile=true"])) == plain
+    assert config_hash(attngraph.load(spec, ["train.lr=0.002"])) != plain

@@ -77,8 +77,9 @@ class CompiledModel(nn.Module):
         return self._forward_record(self, batch)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        for key in self._input_masks:
-            if key in batch:
+        for key in self._input_masks:  # an all-true mask (e.g. a batch of one) needs no masking per step
+            mask = batch.get(key)
+            if mask is not None and not bool(mask.all()):
                 return self._forward_masked(self, batch)
         return self._forward(self, batch)
 

@@ -31,8 +31,13 @@ def latest_run_dir(spec: Spec, root: Path = Path("runs")) -> Path | None:
 
 
 def config_hash(spec: Spec) -> str:
-    """SHA-256 of the resolved spec (model, task and train sections), to notice a changed spec on resume."""
-    text = json.dumps(resolved(spec), sort_keys=True, default=str)
+    """SHA-256 of the resolved spec (model, task and train sections), to notice a changed spec on resume.
+    ``train.compile`` is left out: it changes how fast the same math runs, not the math, so a run may be
+    resumed with it switched on or off (and published from the spec without it)."""
+    data = resolved(spec)
+    if isinstance(data.get("train"), dict):
+        data["train"] = {k: v for k, v in data["train"].items() if k != "compile"}
+    text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -181,8 +181,8 @@ class Trainer:
 
     def _meta(self) -> dict[str, Any]:
         return {"step": self.step, "sequences": self.sequences, "seconds": self.seconds, "metrics": self.last_metrics,
-                "best": self.best, "best_loss": self.best_loss, "best_metric": self.metric, "skipped": self.skipped, "loss_sum": self.loss_sum,
-                "loss_count": self.loss_count, "seed": self.cfg.seed, "config_hash": self.hash}
+                "best": self.best, "best_loss": self.best_loss, "best_metric": self.metric, "skipped": self.skipped,
+                "loss_sum": self.loss_sum, "loss_count": self.loss_count, "seed": self.cfg.seed, "config_hash": self.hash}
 
     def save(self, name: str) -> Path:
         """Write ``checkpoints/NAME.safetensors`` and ``NAME.json`` for the current state."""
