@@ -323,14 +323,16 @@ def train(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], out: 
             click.echo(f"attngraph: --resume: no run of '{result.name}' under runs/ has a checkpoint; name it with --out",
                        err=True)
             sys.exit(1)
+    finished = False
     try:
         done = Trainer(result, out, device=device, quiet=quiet, resume=resume, seed=seed, world=world).run()
+        finished = True
     except TrainingError as err:
         if world.writer:
             click.echo(f"attngraph: {err}", err=True)
         sys.exit(1)
     finally:
-        shutdown(world)
+        shutdown(world, together=finished)
     if not world.writer:
         sys.exit(0 if done.ok else 1)
     click.echo(done.message, err=not done.ok)

@@ -91,6 +91,12 @@ def init(world: World, device: str) -> torch.device:
     return target
 
 
-def shutdown(world: World) -> None:
+def shutdown(world: World, together: bool = False) -> None:
+    """Leave the process group. ``together`` (a run that ended normally on every rank): wait for every rank
+    first, since a rank that tears down its gloo connections while another still writes its last checkpoint
+    can make that one abort at exit ("terminate called without an active exception"); not after an error,
+    where the other ranks may never arrive."""
     if world.distributed and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
