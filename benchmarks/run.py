@@ -51,14 +51,13 @@ def random_bits(spec: attngraph.Spec, batch: int) -> dict[str, torch.Tensor]:
 
 
 def task_batch(spec: attngraph.Spec, batch: int) -> dict[str, torch.Tensor]:
-    """A batch of the spec's own task (its ``task:`` section, as overridden by the case). The input mask is
-    dropped: every sequence has the same length, so it is all true and would only select the compiled
-    model's masked forward (a ``torch.where`` per state per step) for no effect. The target mask stays:
-    both models' losses count the steps it marks (copy: the output phase)."""
+    """A batch of the spec's own task (its ``task:`` section, as overridden by the case), all of one length:
+    its input mask is all true, so the compiled model runs its unmasked forward, like the twin. The target
+    mask counts in both models' losses (copy: the output phase)."""
     sample = spec.sections["task"].train.sample(batch, torch.Generator().manual_seed(1))
     if not sample["x.mask"].all():
         raise ValueError(f"{spec.name}: the benchmark needs equal-length sequences (no padding)")
-    return {k: v for k, v in sample.items() if k != "x.mask"}
+    return sample
 
 
 @dataclass(frozen=True)
@@ -131,12 +130,15 @@ def make_models(case: Case, spec: attngraph.Spec) -> tuple[attngraph.CompiledMod
     return compiled, hand
 
 
-def compiled_step(model: attngraph.CompiledModel, batch: dict[str, torch.Tensor]) -> Callable[[], None]:
+def compiled_step(model: attngraph.CompiledModel, batch: dict[str, torch.Tensor]
+                  ) -> Callable[[dict[str, torch.Tensor] | None], None]:
+    """One training step (Adam) of the compiled model on ``batch``, or on the batch it is given."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-    def step() -> None:
+    def step(data: dict[str, torch.Tensor] | None = None) -> None:
+        data = batch if data is None else data
         opt.zero_grad(set_to_none=True)
-        loss, _ = model.loss(model(batch), batch)
+        loss, _ = model.loss(model(data), data)
         loss.backward()
         opt.step()
 

@@ -14,30 +14,29 @@ Prints sequences per second (process CPU time with one thread by default, steadi
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 import attngraph
 from attngraph.gallery import gallery_root
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/run.py, however this is started
+from run import compiled_step  # noqa: E402
+
 
 def measure(model: attngraph.CompiledModel, batches: list[dict[str, torch.Tensor]], clock) -> float:
     """Sequences per second over ``batches`` (one training step each)."""
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    def step(batch):
-        opt.zero_grad(set_to_none=True)
-        loss, _ = model.loss(model(batch), batch)
-        loss.backward()
-        opt.step()
-
+    step = compiled_step(model, batches[0])
     for batch in batches[:3]:  # warm-up (compilation happens here)
         step(batch)
     start = clock()
     for batch in batches:
         step(batch)
-    return sum(b[next(iter(model.ir.inputs))].shape[0] for b in batches) / (clock() - start)
+    elapsed = clock() - start
+    return len(batches) * len(next(iter(batches[0].values()))) / elapsed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,8 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     task = spec.sections["task"].train
     gen = torch.Generator().manual_seed(0)
     batches = [task.sample(args.batch, gen) for _ in range(args.steps)]
-    steps = sum(int(b[f"{next(iter(spec.ir.inputs))}.mask"].shape[1]) for b in batches) / len(batches)
-    print(f"{args.entry}: batch {args.batch}, {args.steps} batches of its task (mean T {steps:.1f}), "
+    mean_t = sum(b[f"{next(iter(spec.ir.inputs))}.mask"].shape[1] for b in batches) / len(batches)
+    print(f"{args.entry}: batch {args.batch}, {args.steps} batches of its task (mean T {mean_t:.1f}), "
           f"{args.threads} thread(s), {args.clock} clock")
     for compiled in (False, True):
         torch.manual_seed(0)

@@ -142,3 +142,18 @@ def test_jsonl_missing_file_and_separate_eval_file(tmp_path):
     section = attngraph.load(spec, ["task.eval={path: valid.jsonl}"]).sections["task"]
     assert section.eval.sample(2, torch.Generator().manual_seed(0))["x"].shape == (2, 2, 2)
     assert section.train.sample(2, torch.Generator().manual_seed(0))["x"].shape == (2, 1, 2)
+
+
+def test_a_task_without_metrics_is_refused_when_registered():
+    """A plug-in task that forgets a method is an error at import, naming it, not a failure mid-training."""
+    from attngraph.tasks.base import TASKS, Task, task
+
+    with pytest.raises(TypeError, match=r"task 'half_done' must define metrics\(\)"):
+        @task("half_done", params={}, metrics=("loss",))
+        class HalfDone(Task):
+            def sizes(self):
+                return {"inputs": {}, "targets": {}}
+
+            def sample(self, batch, gen):
+                return {}
+    assert "half_done" not in TASKS

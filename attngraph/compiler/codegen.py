@@ -9,6 +9,7 @@ import builtins
 import keyword
 import linecache
 import re
+import symtable
 from collections.abc import Callable
 
 import torch
@@ -19,8 +20,13 @@ from ..ir import IR, Edge, NodeIR, ScopeIR
 class CodeGen:
     """Emits statements for the frames of an IR. ``masked`` selects the variant that honours ``x.mask``."""
 
-    def __init__(self, ir: IR, masked: bool, record: bool = False, step_fns: bool = False):
+    def __init__(self, ir: IR, masked: bool, record: bool = False, step_fns: bool = False,
+                 frees: dict[str, list[str]] | None = None):
         self.ir, self.masked, self.record, self.step_fns = ir, masked, record, step_fns
+        # step functions: None on the first pass (nested defs, read by symtable); then each one's free names,
+        # which the second pass passes as arguments to a top-level def (no closure: compiled once, not per call)
+        self.frees = frees
+        self.hoisted: list[str] = []  # the top-level step functions (second pass)
         self.recs: dict[tuple, str] = {}  # (id(node), port) -> list collecting a watched port's per-step values
         self.lines: list[str] = []
         self.depth = 1
@@ -87,7 +93,8 @@ class CodeGen:
         outs = ", ".join(f"{name!r}: {self.expr(o.edge)}" for name, o in ir.outputs.items())
         self.line(f"return {{{outs}}}" + (", _rec" if self.record else ""))
         header = ["def forward(self, batch):", "    nodes = self.nodes"]
-        return "\n".join(header + binds + self.lines[body_start:]) + "\n"
+        steps = [line + "\n" for line in self.hoisted]  # top-level step functions, before forward
+        return "".join(steps) + ("\n" if steps else "") + "\n".join(header + binds + self.lines[body_start:]) + "\n"
 
     def _bindings(self) -> list[str]:
         out = []
@@ -203,26 +210,30 @@ class CodeGen:
         if self.masked and axis in self.masks:
             self.step_mask = self.name(f"{loop.name}_valid")
         fetch = [f"{el} = {var}[t]" for el, var in zip(elements, steps)]
-        if self.step_mask != outer_mask and as_fn:
+        if self.step_mask != outer_mask:  # (T, B, 1), contiguous: one index per step, a stride free of T
             by_time = self.name(f"{loop.name}_mask_by_time")
-            self.line(f"{by_time} = {self.masks[axis]}.t().contiguous()")
-            fetch.append(f"{self.step_mask} = {by_time}[t].unsqueeze(-1)")
-        elif self.step_mask != outer_mask:
-            fetch.append(f"{self.step_mask} = {self.masks[axis]}[:, t].unsqueeze(-1)")
+            self.line(f"{by_time} = {self.masks[axis]}.t().contiguous().unsqueeze(-1)")
+            fetch.append(f"{self.step_mask} = {by_time}[t]")
         if as_fn:
-            # the body as a function of (step inputs, mask, carried values) -> (carried values, values read
-            # outside): what CompiledModel.compile_steps hands to torch.compile, one graph for every step
+            # the body as a function of (what it reads from outside, step inputs, mask, carried values) ->
+            # (carried values, values read outside): compile_steps hands it to torch.compile once, and one
+            # graph serves every step of every sequence length
             fn = self.name(f"_step_{loop.name}")
             carry = [self.prev[k] for k in carried] + [self.state[id(n)] for n in self.ir.units(loop.body)
                                                        if id(n) in self.state]
-            params = elements + ([self.step_mask] if self.step_mask != outer_mask else []) + carry
+            params = ([] if self.frees is None else self.frees[fn]) + elements
+            params += ([self.step_mask] if self.step_mask != outer_mask else []) + carry
+            outer_lines, outer_depth = self.lines, self.depth
+            if self.frees is not None:
+                self.lines, self.depth = self.hoisted, 0
             self.line(f"def {fn}({', '.join(params)}):")
             self.depth += 1
             self._body(loop, carried)
             outs = [self.value(e.src, e.port) for e in reads.values()]
             self.line(f"return {_tuple(carry)}, {_tuple(outs)}")
-            self.depth -= 1
-            self.line(f"{fn} = self._step_compiler({fn})")
+            self.lines, self.depth = outer_lines, outer_depth
+            if self.frees is not None:
+                self.line(f"{fn} = _steps[{fn!r}]")
             self.line(f"for t in {order}:")
             self.depth += 1
             for text in fetch:
@@ -272,16 +283,27 @@ def _tuple(names: list[str]) -> str:
     return f"({', '.join(names)}{',' if len(names) == 1 else ''})"
 
 
-def compile_forward(ir: IR, masked: bool, record: bool = False, step_fns: bool = False) -> tuple[str, Callable]:
+def _step_frees(source: str) -> dict[str, list[str]]:
+    """The names each nested ``_step_*`` function of ``forward`` reads from the enclosing forward."""
+    top = symtable.symtable(source, "<attngraph>", "exec")
+    forward = next(child for child in top.get_children() if child.get_name() == "forward")
+    return {child.get_name(): sorted(child.get_frees()) for child in forward.get_children()}
+
+
+def compile_forward(ir: IR, masked: bool, record: bool = False,
+                    step_compiler: Callable[[Callable], Callable] | None = None) -> tuple[str, Callable]:
     """Generate and compile the forward function; the source is registered with linecache for tracebacks.
     ``record``: the function also returns every watched port's values (per step inside loops).
-    ``step_fns``: each loop body without nested loops becomes a function passed through
-    ``self._step_compiler`` (torch.compile: one graph serves every step, whatever the sequence length)."""
-    gen = CodeGen(ir, masked, record, step_fns)
-    source = gen.function()
+    ``step_compiler`` (e.g. torch.compile): each loop body without nested loops becomes a top-level function
+    of its inputs and carried state, passed through it once; the forward's globals hold them in ``_steps``."""
+    frees = None
+    if step_compiler is not None:  # first pass: nested defs, to learn what each body reads from outside
+        frees = _step_frees(CodeGen(ir, masked, record, step_fns=True).function())
+    source = CodeGen(ir, masked, record, step_compiler is not None, frees).function()
     filename = (f"<attngraph:{ir.name}{':masked' if masked else ''}{':record' if record else ''}"
-                f"{':steps' if step_fns else ''}>")
+                f"{':steps' if step_compiler else ''}>")
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict = {"torch": torch}
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated code, no spec text
+    namespace["_steps"] = {name: step_compiler(namespace[name]) for name in frees or {}}
     return source, namespace["forward"]

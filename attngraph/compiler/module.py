@@ -33,7 +33,6 @@ class CompiledModel(nn.Module):
         self.code, self._forward = compile_forward(ir, masked=False)
         self.masked_code, self._forward_masked = compile_forward(ir, masked=True)
         self._forward_record = None  # compiled on first use of record()
-        self._step_compiler = None  # set by compile_steps()
 
     def _populate(self, scope: ScopeIR, into: nn.ModuleDict, carried: set[int]) -> None:
         """Build every node's module into ``into``; ``carried`` holds the nodes read through prev()."""
@@ -64,10 +63,10 @@ class CompiledModel(nn.Module):
         ``torch.compile``: the body becomes one function of (step inputs, carried state), so a single graph
         serves every step of every sequence length (compiling the whole forward would unroll the loop and
         compile again for each new length). Returns the number of loop bodies compiled (0: no loops)."""
-        self._step_compiler = compiler or torch.compile
-        self.code, self._forward = compile_forward(self.ir, masked=False, step_fns=True)
-        self.masked_code, self._forward_masked = compile_forward(self.ir, masked=True, step_fns=True)
-        return self.code.count("= self._step_compiler(")
+        compiler = compiler or torch.compile
+        self.code, self._forward = compile_forward(self.ir, masked=False, step_compiler=compiler)
+        self.masked_code, self._forward_masked = compile_forward(self.ir, masked=True, step_compiler=compiler)
+        return len(self._forward.__globals__["_steps"])
 
     def record(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """The outputs and every watched port's values (``"seq.read.weights"`` -> (B, T, N) inside a loop):

@@ -6,9 +6,11 @@ A task declares its parameters (validated like a component's), the inputs and ta
 
     @task("copy", params={...}, metrics=("loss", "bits_per_seq", "sequence_accuracy"))
     class Copy(Task):
-        def sizes(self) -> dict[str, dict[str, VType]]: ...     # {"inputs": {...}, "targets": {...}}
+        @abc.abstractmethod
+    def sizes(self) -> dict[str, dict[str, VType]]: ...     # {"inputs": {...}, "targets": {...}}
         def sample(self, batch, gen) -> dict[str, Tensor]: ...  # inputs, targets, masks ("x.mask", "y.mask")
-        def metrics(self, outputs, batch) -> dict[str, float]: ...  # every name in `metrics` but "loss"
+        @abc.abstractmethod
+    def metrics(self, outputs, batch) -> dict[str, float]: ...  # every name in `metrics` but "loss"
 
 A batch is a dict of tensors keyed by the model's input and target names; ``"<name>.mask"`` (B, T) bool
 marks valid steps: ``x.mask`` of an input gives the sequence lengths, ``y.mask`` of a target the steps the
@@ -16,6 +18,7 @@ loss and metrics count (for copy: the output phase only).
 """
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -30,8 +33,9 @@ class TaskError(ValueError):
     """Parameters that are valid one by one but not together (raised by a task's ``__init__``)."""
 
 
-class Task:
-    """Base of every task. ``p`` holds the validated parameters (defaults filled in)."""
+class Task(abc.ABC):
+    """Base of every task. ``p`` holds the validated parameters (defaults filled in). A task defines
+    sizes(), sample() and metrics(); @task refuses a class that misses one (TypeError naming it)."""
 
     name: ClassVar[str] = ""
     doc: ClassVar[str] = ""
@@ -42,18 +46,18 @@ class Task:
     def __init__(self, p: SimpleNamespace):
         self.p = p
 
+    @abc.abstractmethod
     def sizes(self) -> dict[str, dict[str, VType]]:
         """The inputs and targets this task produces: {"inputs": {name: VType}, "targets": {name: VType}}."""
-        raise NotImplementedError(f"task '{self.name}' must define sizes()")
 
+    @abc.abstractmethod
     def sample(self, batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         """A batch drawn with ``gen`` (CPU tensors; the trainer moves them to the model's device)."""
-        raise NotImplementedError(f"task '{self.name}' must define sample()")
 
+    @abc.abstractmethod
     def metrics(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """Every metric in ``metric_names`` except ``loss`` (the trainer adds it), as means over the batch's
         examples. ``outputs`` are the model's raw outputs (logits), keyed like the spec's outputs."""
-        raise NotImplementedError(f"task '{self.name}' must define metrics()")
 
     def with_params(self, **changes: Any) -> Task:
         """A copy with some parameters changed (evaluation at longer lengths, curricula)."""
@@ -70,6 +74,8 @@ def task(name: str, params: dict[str, Param], metrics: tuple[str, ...],
     def register(cls: type[Task]) -> type[Task]:
         if name in TASKS and TASKS[name] is not cls:
             raise ValueError(f"task '{name}' is registered twice")
+        if cls.__abstractmethods__:  # at import of the plug-in, not when a spec first uses the task
+            raise TypeError(f"task '{name}' must define {', '.join(sorted(cls.__abstractmethods__))}()")
         cls.name, cls.params, cls.metric_names = name, dict(params), tuple(metrics)
         cls.lower_is_better = frozenset(lower_is_better)
         cls.doc = doc or (cls.__doc__ or "").strip().split("\n")[0]
