@@ -67,6 +67,13 @@ class Inferer:
             self.guesses.append(edge)
         if t is None:
             return None
+        leaves = [s for s in edge.into if not s.cls.inline]
+        if (edge.prev or leaves) and edge.port in getattr(edge.src.cls, "step_local", ()):
+            what = f"'{edge.ref}'" if edge.ref.parts[-1] == edge.src.name else f"'{edge.ref}' ('{edge.src.name}')"
+            where = "through prev()" if edge.prev else f"out of '{leaves[-1].name}'"
+            self.diags.error(edge.ref.pos, edge.label, f"{what} is {t}, which cannot be read {where}: it lives "
+                             "within one step", "only the ntm_memory it writes to reads it, as 'writes:'")
+            return None
         for scope_node in reversed(edge.into):
             if scope_node.cls.inline:
                 continue

@@ -8,6 +8,7 @@ Usage::
     python benchmarks/run.py --clock cpu  # time this process's CPU time instead of wall time
     python benchmarks/run.py --only lstm-seq loop-gru2   # a subset of the models
     python benchmarks/run.py --compile    # the attngraph side with train.compile (torch.compile per loop body)
+    python benchmarks/run.py --processes 5  # every model in 5 fresh processes: the median ratio and its range
 
 For every model (a spec under ``benchmarks/specs/``, or a gallery spec) and batch size, the compiled model and
 its hand-written twin (``benchmarks/hand.py``) start from identical weights and see identical inputs (their
@@ -15,13 +16,19 @@ outputs and losses are checked to agree first). One training step is forward + l
 After a warm-up, the two alternate in one process (A, B, A, B, ...): each round times ``steps`` consecutive
 training steps of each, and the reported time per step is the median over rounds. The last line is
 ``worst_ratio: X.XXX``, the largest compiled/hand-written ratio; before it, a second table gives the same
-medians as training throughput in sequences per second. See benchmarks/README.md for the method and its caveats.
+medians as training throughput in sequences per second. With ``--processes K`` every model runs in K fresh
+processes and the ratio reported is the median of their K ratios, with the lowest and highest beside it: the
+ratio measured in one process varies by several percent from one process to the next (where the allocator
+places the tensors), more than the alternation within a process can remove. See benchmarks/README.md for the
+method and its caveats.
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -108,10 +115,15 @@ class Result:
     compiled_ms: float
     hand_ms: float
     max_diff: float
+    ratios: tuple[float, ...] = ()  # with --processes: each process's ratio
 
     @property
     def ratio(self) -> float:
-        return self.compiled_ms / self.hand_ms
+        return statistics.median(self.ratios) if self.ratios else self.compiled_ms / self.hand_ms
+
+    @property
+    def spread(self) -> str:
+        return f"{min(self.ratios):.3f}-{max(self.ratios):.3f}" if self.ratios else "-"
 
     def seqs_per_s(self, ms: float) -> float:
         return self.case.batch * 1e3 / ms
@@ -201,11 +213,27 @@ def run_case(case: Case, settings: Settings, clock: Callable[[], float], compile
     return Result(case, batch["x"].shape[1], statistics.median(times[0]), statistics.median(times[1]), max_diff)
 
 
+def in_processes(index: int, argv: list[str], processes: int) -> Result:
+    """CASES[index] measured in ``processes`` fresh interpreters (this script with ``--case``): the medians of
+    their times, the median of their ratios and each process's ratio."""
+    runs = []
+    for _ in range(processes):
+        done = subprocess.run([sys.executable, __file__, *argv, "--case", str(index)], capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"{CASES[index].name} (batch {CASES[index].batch}): the measuring process failed:\n"
+                             f"{done.stderr.strip()}")
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return Result(CASES[index], runs[0]["steps"], statistics.median(r["compiled_ms"] for r in runs),
+                  statistics.median(r["hand_ms"] for r in runs), max(r["max_diff"] for r in runs),
+                  tuple(r["compiled_ms"] / r["hand_ms"] for r in runs))
+
+
 def print_table(results: list[Result]) -> None:
-    print(f"{'model':<15} {'batch':>5} {'compiled ms/step':>17} {'hand ms/step':>13} {'ratio':>7} {'max |diff|':>11}")
+    print(f"{'model':<15} {'batch':>5} {'compiled ms/step':>17} {'hand ms/step':>13} {'ratio':>7} {'range':>12} "
+          f"{'max |diff|':>11}")
     for r in results:
         print(f"{r.case.name:<15} {r.case.batch:>5} {r.compiled_ms:>17.3f} {r.hand_ms:>13.3f} {r.ratio:>7.3f} "
-              f"{r.max_diff:>11.1e}")
+              f"{r.spread:>12} {r.max_diff:>11.1e}")
     print()
     print(f"{'model':<15} {'batch':>5} {'T':>4} {'compiled seq/s':>15} {'hand seq/s':>11}")
     for r in results:
@@ -224,16 +252,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="compile the attngraph model's loop bodies with torch.compile (what train.compile does); "
                              "the hand-written twin stays eager, so the ratio shows what compiling gives")
+    parser.add_argument("--processes", type=int, default=1, metavar="K",
+                        help="measure every model in K fresh processes and report the median of their ratios with "
+                             "the range (default 1: in this process)")
+    parser.add_argument("--case", type=int, help=argparse.SUPPRESS)  # one case, as JSON: what --processes runs
     args = parser.parse_args(argv)
+    if args.processes < 1:
+        parser.error(f"--processes must be at least 1, not {args.processes}")
     torch.set_num_threads(args.threads)
     settings = QUICK if args.quick else FULL
-    cases = [case for case in CASES if not args.only or case.name in args.only]
+    if args.case is not None:
+        r = run_case(CASES[args.case], settings, CLOCKS[args.clock], args.compile)
+        print(json.dumps({"steps": r.steps, "compiled_ms": r.compiled_ms, "hand_ms": r.hand_ms, "max_diff": r.max_diff}))
+        return
+    cases = [i for i, case in enumerate(CASES) if not args.only or case.name in args.only]
     if not cases:
         parser.error(f"no model named {' or '.join(args.only)}; the models: {', '.join(dict.fromkeys(c.name for c in CASES))}")
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.clock} clock, "
           f"{settings.rounds} rounds x {settings.steps} steps after {settings.warmup} warm-up steps"
-          f"{', attngraph model with compile_steps() (torch.compile)' if args.compile else ''}")
-    print_table([run_case(case, settings, CLOCKS[args.clock], args.compile) for case in cases])
+          f"{', attngraph model with compile_steps() (torch.compile)' if args.compile else ''}"
+          f"{f', {args.processes} processes per model' if args.processes > 1 else ''}")
+    if args.processes > 1:
+        child = [f"--threads={args.threads}", f"--clock={args.clock}"] + ["--quick"] * args.quick + ["--compile"] * args.compile
+        print_table([in_processes(i, child, args.processes) for i in cases])
+    else:
+        print_table([run_case(CASES[i], settings, CLOCKS[args.clock], args.compile) for i in cases])
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ class VType:
 
     ``layout`` marks a structured value kept flat in ``size`` features, e.g. ``("memory", N, M)`` for an
     N×M memory (``size = N·M``, viewed as ``(B, N, M)`` by the heads that read it) or ``("ntm_write", N, M)``
-    for a write head's (weighting, erase, add). Only components that declare it in ``accepts`` take one.
+    for a write head's (weighting, erase, add). Only components that declare it in ``accepts`` take one. A
+    value of a :attr:`Component.step_local` port (the write) is a tuple of tensors at run time, not a flat one.
     """
 
     size: int
@@ -90,6 +91,8 @@ class Component(nn.Module):
     watch: ClassVar[tuple[str, ...]] = ()  # ports `attngraph inspect` records and draws (what it attended to)
     accepts: ClassVar[dict[str, str]] = {}  # input parameter -> the structured value (VType.layout kind) it takes
     state_is_output: ClassVar[bool] = False  # prev(node) starts from init_state()[0] (a memory's initial contents)
+    step_local: ClassVar[tuple[str, ...]] = ()  # ports whose value is not one tensor (a write head's (w, e, a)):
+    # read in the same step only, by a component that accepts it; never through prev() or out of a scope
 
     @classmethod
     def infer(cls, p: SimpleNamespace, ins: dict[str, Any], step: bool) -> dict[str, VType]:

@@ -160,6 +160,7 @@ class NTMRead(_Head):
     doc="NTM write head: address the memory and emit (weighting, erase, add) for the memory's writes:")
 class NTMWrite(_Head):
     extra = 2
+    step_local = ("out",)  # (w, e, a) as three tensors: a cat + split per step cost ~7% of a batch-32 training step
 
     wiring = "memory: prev(mem)"
 
@@ -169,7 +170,7 @@ class NTMWrite(_Head):
 
     def step(self, state, memory, x):
         _, w, (erase, add) = self._address(x, memory, state[0])
-        return torch.cat([w, torch.sigmoid(erase), torch.tanh(add)], dim=-1), w, (w,)
+        return (w, torch.sigmoid(erase), torch.tanh(add)), w, (w,)
 
 
 @component("ntm_memory", family="memory", params={
@@ -220,8 +221,7 @@ class NTMMemory(Component):
         n, m = self.slots, self.width
         memory = state[0].view(-1, n, m)
         keep, added = None, None
-        for write in writes:
-            w, erase, add = torch.split(write, (n, m, m), dim=-1)
+        for w, erase, add in writes:
             w = w.unsqueeze(-1)  # (B, N, 1)
             factor = 1 - w * erase.unsqueeze(1)  # (B, N, M)
             keep = factor if keep is None else keep * factor
