@@ -249,3 +249,34 @@ def test_the_config_hash_ignores_train_compile_but_not_the_math():
     plain = config_hash(attngraph.load(spec))
     assert config_hash(attngraph.load(spec, ["train.compile=true"])) == plain
     assert config_hash(attngraph.load(spec, ["train.lr=0.002"])) != plain
+
+
+def test_evaluation_means_leave_out_batches_that_cannot_measure_a_metric():
+    """A metric that is NaN on a batch (no example of the bucket it counts) is averaged over the batches
+    that measured it; NaN only when none did. The loss is averaged over every batch."""
+    from types import SimpleNamespace
+
+    from attngraph.training.evaluate import evaluate
+
+    class Model(torch.nn.Module):
+        def forward(self, data):
+            return {}
+
+        def loss_terms(self, outputs, data):
+            return {"y": (data["n"] * 2.0, torch.tensor(2.0))}  # this batch's loss: n
+
+        def combine_terms(self, totals):
+            return totals["y"][0] / totals["y"][1]
+
+    per_batch = iter([(0.5, float("nan")), (1.0, 0.25), (float("nan"), 0.75), (0.0, float("nan"))])
+    counter = iter(range(1, 5))
+    task = SimpleNamespace(metric_names=("loss", "acc", "acc_long", "never"),
+                           sample=lambda batch, gen: {"n": torch.tensor(float(next(counter)))},
+                           metrics=lambda outputs, data: dict(zip(("acc", "acc_long"), next(per_batch)),
+                                                              never=float("nan")))
+    got = evaluate(Model(), task, batch=8, batches=4, gen=torch.Generator())
+    assert list(got) == ["loss", "acc", "acc_long", "never"]
+    assert got["loss"] == pytest.approx(2.5)  # (1 + 2 + 3 + 4) / 4
+    assert got["acc"] == pytest.approx(0.5)  # (0.5 + 1.0 + 0.0) / 3
+    assert got["acc_long"] == pytest.approx(0.5)  # (0.25 + 0.75) / 2
+    assert got["never"] != got["never"]  # NaN

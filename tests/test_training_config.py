@@ -41,14 +41,13 @@ def test_valid_section_becomes_a_config(tmp_path):
      "{file}:14:28: train.schedule.warmpu: unknown key 'warmpu' for schedule cosine (did you mean 'warmup'?)"),
     ("  schedule: {kind: exponential}\n",
      "{file}:14:20: train.schedule.kind: unknown value 'exponential': expected one of constant, linear_warmup, "
-     "cosine, step (expected one of: constant, cosine, linear_warmup, step)"),
+     "cosine, step"),
     ("  stop: {metric: bit_errors, below: 1, above: 2}\n",
      "{file}:14:9: train.stop: give exactly one of 'below' and 'above' (e.g. {metric: bits_per_seq, below: 0.1})"),
     ("  curriculum: {param: length, start: [1, 2], end: 3, steps: 10}\n",
      "{file}:14:51: train.curriculum.end: 'start' and 'end' must have the same shape "
      "(two integers, or two lists of the same length)"),
-    ("  nan: ignore\n", "{file}:14:8: train.nan: unknown value 'ignore': expected one of stop, skip "
-                        "(expected one of: skip, stop)"),
+    ("  nan: ignore\n", "{file}:14:8: train.nan: unknown value 'ignore': expected one of stop, skip"),
     ("  betas: [0.9]\n", "{file}:14:10: train.betas: expected a list of two numbers in [0, 1), got a list"),
 ])
 def test_bad_train_section_is_reported_where_it_is(tmp_path, train, expected):

@@ -156,7 +156,8 @@ class Choice(ParamType):
             return self.expected(node, path, diags)
         if text is None or node.value is None:
             return self.expected(node, path, diags)
-        diags.error(node.pos, path, f"unknown value '{text}': expected {self.name}", did_you_mean(text, self.options))
+        hint = did_you_mean(text, self.options)  # the message lists the options already: keep only a close match
+        diags.error(node.pos, path, f"unknown value '{text}': expected {self.name}", "" if hint.startswith("expected") else hint)
         return INVALID
 
     def schema(self):

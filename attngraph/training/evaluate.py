@@ -1,6 +1,8 @@
 """Evaluation: the loss and the task's metrics, averaged over freshly sampled batches."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..tasks.base import Task
@@ -25,13 +27,16 @@ def evaluate(model: torch.nn.Module, task: Task, batch: int, batches: int, gen: 
 
     In a distributed run every rank draws the same batches and evaluates its share of each; the loss is
     summed over ranks before dividing by the counted steps, the metrics (means over examples) are
-    averaged, so the numbers equal a single process's on the whole batches."""
+    averaged, so the numbers equal a single process's on the whole batches. A metric that a batch (or a
+    rank's share) cannot measure, NaN (e.g. an accuracy over a length bucket the batch has no example of),
+    is left out of that metric's mean; it is NaN only when no batch measured it."""
     forward = forward or model
     world = world or World()
     names = [n for n in task.metric_names if n != "loss"]
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {name: 0.0 for name in task.metric_names}
+    counts: dict[str, float] = {name: 0.0 for name in names}  # the batches x ranks that measured each metric
     try:
         for _ in range(batches):
             data = task.sample(batch, gen)
@@ -40,15 +45,19 @@ def evaluate(model: torch.nn.Module, task: Task, batch: int, batches: int, gen: 
             terms = model.loss_terms(outputs, data)
             metrics = task.metrics(outputs, data)
             keys = list(terms)
+            values = [float(metrics[n]) for n in names]
             local = torch.tensor([float(terms[k][0]) for k in keys] + [float(terms[k][1]) for k in keys]
-                                 + [float(metrics[n]) for n in names], dtype=torch.float64)
+                                 + [0.0 if math.isnan(v) else v for v in values]
+                                 + [float(not math.isnan(v)) for v in values], dtype=torch.float64)
             total = world.sum(local.to(device)).cpu() if world.distributed else local
             sums["loss"] += float(model.combine_terms({k: (total[i], total[len(keys) + i]) for i, k in enumerate(keys)}))
             for j, name in enumerate(names):
-                sums[name] += float(total[2 * len(keys) + j]) / world.size
+                sums[name] += float(total[2 * len(keys) + j])
+                counts[name] += float(total[2 * len(keys) + len(names) + j])
     finally:
         model.train(was_training)
-    return {name: total / batches for name, total in sums.items()}
+    return {n: sums[n] / batches if n == "loss" else sums[n] / counts[n] if counts[n] else math.nan
+            for n in task.metric_names}
 
 
 def main_metric(task: Task) -> str:
