@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..components.base import VType
-from ..spec.params import Param
+from ..spec.params import Param, Str
 
 
 class TaskError(ValueError):
@@ -62,6 +62,12 @@ class Task(abc.ABC):
     def with_params(self, **changes: Any) -> Task:
         """A copy with some parameters changed (evaluation at longer lengths, curricula)."""
         return type(self)(SimpleNamespace(**{**vars(self.p), **changes}))
+
+
+def io_params(input: str, target: str, input_doc: str = "the model input it feeds",
+              target_doc: str = "the model target it provides") -> dict[str, Param]:
+    """The ``input`` and ``target`` parameters of a task: the batch keys it fills, with their defaults."""
+    return {"input": Param(Str(), input, input_doc), "target": Param(Str(), target, target_doc)}
 
 
 TASKS: dict[str, type[Task]] = {}

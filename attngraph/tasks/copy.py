@@ -10,16 +10,15 @@ from __future__ import annotations
 import torch
 
 from ..components.base import VType
-from ..spec.params import Float, Int, IntRange, Param, Str
-from .base import Task, task
+from ..spec.params import Float, Int, IntRange, Param
+from .base import Task, io_params, task
 
 
 @task("copy", params={
     "width": Param(Int(min=1), 8, "bits per vector"),
     "length": Param(IntRange(min=1), [1, 20], "[min, max] sequence length L, drawn per example"),
     "density": Param(Float(min=0.0, max=1.0), 0.5, "probability of a 1 bit"),
-    "input": Param(Str(), "x", "the model input it feeds"),
-    "target": Param(Str(), "y", "the model target it provides"),
+    **io_params("x", "y"),
 }, metrics=("loss", "bits_per_seq", "sequence_accuracy"), lower_is_better=("loss", "bits_per_seq"),
     doc="Graves 2014 copy: read L random bit vectors and a delimiter, then write them back.")
 class Copy(Task):

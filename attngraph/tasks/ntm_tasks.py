@@ -53,8 +53,8 @@ from __future__ import annotations
 import torch
 
 from ..components.base import VType
-from ..spec.params import Float, Int, IntRange, Param, Str
-from .base import Task, TaskError, task
+from ..spec.params import Float, Int, IntRange, Param
+from .base import Task, TaskError, io_params, task
 from .copy import bit_metrics
 
 METRICS = ("loss", "bits_per_seq", "sequence_accuracy")
@@ -64,8 +64,7 @@ LOWER_IS_BETTER = ("loss", "bits_per_seq")
 def _io_params() -> dict[str, Param]:
     return {
         "density": Param(Float(min=0.0, max=1.0), 0.5, "probability of a 1 bit"),
-        "input": Param(Str(), "x", "the model input it feeds"),
-        "target": Param(Str(), "y", "the model target it provides"),
+        **io_params("x", "y"),
     }
 
 

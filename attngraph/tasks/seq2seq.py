@@ -70,8 +70,8 @@ from collections.abc import Sequence
 import torch
 
 from ..components.base import VType
-from ..spec.params import INVALID, Choice, Int, IntRange, Param, ParamType, Str
-from .base import Task, TaskError, task
+from ..spec.params import INVALID, Choice, Int, IntRange, Param, ParamType
+from .base import Task, TaskError, io_params, task
 
 PAD, EOS, BOS = 0, 0, 1
 SRC_SPECIALS = ("<pad>",)
@@ -84,10 +84,8 @@ WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 
 
 def _io_params() -> dict[str, Param]:
-    return {
-        "input": Param(Str(), "src", "the model input it feeds (token ids, 0 = <pad>)"),
-        "target": Param(Str(), "tgt", "the model target it provides (token ids, 0 = <eos>, 1 = <bos>)"),
-    }
+    return io_params("src", "tgt", "the model input it feeds (token ids, 0 = <pad>)",
+                     "the model target it provides (token ids, 0 = <eos>, 1 = <bos>)")
 
 
 def _ordinal(n: int) -> str:
