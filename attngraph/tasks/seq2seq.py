@@ -63,6 +63,7 @@ error. Month and weekday names are English, written here (no locale-dependent ``
 """
 from __future__ import annotations
 
+import abc
 import datetime
 import math
 from collections.abc import Sequence
@@ -175,6 +176,12 @@ def _pad(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
+def _accuracies(right: torch.Tensor, mask: torch.Tensor, correct: torch.Tensor) -> dict[str, float]:
+    """sequence_accuracy and token_accuracy from :meth:`Seq2SeqTask._scores`."""
+    return {"sequence_accuracy": float(correct.float().mean()),
+            "token_accuracy": float(right.sum()) / max(int(mask.sum()), 1)}
+
+
 class Seq2SeqTask(Task):
     """Shared parts: sizes, vocabularies, decoding to text and the sequence/token metrics."""
 
@@ -185,12 +192,13 @@ class Seq2SeqTask(Task):
         if p.input == p.target:
             raise TaskError(f"task '{self.name}': input and target must have different names (both '{p.input}')")
 
-    # the two vocabularies, id -> string; subclasses define them
+    @abc.abstractmethod
     def source_vocab(self) -> list[str]:
-        raise NotImplementedError
+        """The input's vocabulary, id -> string (id 0 is <pad>)."""
 
+    @abc.abstractmethod
     def target_vocab(self) -> list[str]:
-        raise NotImplementedError
+        """The target's vocabulary, id -> string (ids 0 and 1 are <eos> and <bos>)."""
 
     def vocab(self) -> dict[str, list[str]]:
         """id -> string for the input and the target, e.g. {"src": ["<pad>", "a", ...], "tgt": ["<eos>", "<bos>", ...]}."""
@@ -220,8 +228,10 @@ class Seq2SeqTask(Task):
         tgt, tgt_mask = _pad([a + [EOS] for a in answers])
         return {p.input: src, f"{p.input}.mask": src_mask, p.target: tgt, f"{p.target}.mask": tgt_mask}
 
-    def _right(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T) bool: position predicted right and counted; (B, T) bool: the target mask."""
+    def _scores(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T) bool: position predicted right and counted; (B, T) bool: the target mask; (B,) bool: the
+        example answered exactly."""
         p = self.p
         pred = outputs[getattr(p, "outputs", {}).get(p.target, p.target)]
         if pred.is_floating_point():
@@ -230,18 +240,15 @@ class Seq2SeqTask(Task):
         steps = tgt.shape[1]
         if pred.shape[1] < steps:  # missing positions never match (-1 is no id)
             pred = torch.cat([pred, pred.new_full((pred.shape[0], steps - pred.shape[1]), -1)], dim=1)
-        return (pred[:, :steps] == tgt) & mask, mask
+        right = (pred[:, :steps] == tgt) & mask
+        return right, mask, (right | ~mask).all(dim=1)
 
     def metrics(self, outputs, batch):
-        right, mask = self._right(outputs, batch)
-        correct = (right | ~mask).all(dim=1)  # (B,)
-        return {"sequence_accuracy": float(correct.float().mean()),
-                "token_accuracy": float(right.sum()) / max(int(mask.sum()), 1)}
+        return _accuracies(*self._scores(outputs, batch))
 
     def accuracy_by_length(self, outputs, batch) -> dict[int, tuple[int, int]]:
         """Source length -> (examples answered exactly, examples), for an accuracy-by-length plot."""
-        right, mask = self._right(outputs, batch)
-        correct = (right | ~mask).all(dim=1).tolist()
+        correct = self._scores(outputs, batch)[2].tolist()
         lengths = batch[f"{self.p.input}.mask"].sum(dim=1).tolist()
         out: dict[int, list[int]] = {}
         for n, ok in zip(lengths, correct):
@@ -280,14 +287,14 @@ class Reversal(_SymbolTask):
         return self._batch(sources, [[s + 1 for s in reversed(row)] for row in sources])
 
     def metrics(self, outputs, batch):
-        right, mask = self._right(outputs, batch)
-        correct = (right | ~mask).all(dim=1)  # (B,)
+        right, mask, correct = self._scores(outputs, batch)
         lengths = batch[f"{self.p.input}.mask"].sum(dim=1)
         lo, hi = self.p.long
         long = (lengths >= lo) & (lengths <= hi)
-        return {"sequence_accuracy": float(correct.float().mean()),
+        m = _accuracies(right, mask, correct)
+        return {"sequence_accuracy": m["sequence_accuracy"],
                 "sequence_accuracy_long": float(correct[long].float().mean()) if bool(long.any()) else math.nan,
-                "token_accuracy": float(right.sum()) / max(int(mask.sum()), 1)}
+                "token_accuracy": m["token_accuracy"]}
 
 
 @task("sort_tokens", params={
