@@ -1,6 +1,7 @@
 """The command line: exit codes, output formats, help text, plug-ins."""
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib.metadata import EntryPoint
@@ -77,7 +78,7 @@ def test_list_all_and_one_kind():
     assert "bce:" in everything and "cross_entropy:" in everything and "mse:" in everything
     one = run("list", "lstm")
     assert one.output.startswith("lstm (controller): Long short-term memory")
-    assert "layers  an integer ≥ 1; default 1. number of stacked layers" in one.output
+    assert re.search(r"layers +an integer ≥ 1; default 1\. number of stacked layers", one.output)
     bad = run("list", "lstn")
     assert bad.exit_code == 2 and "did you mean 'lstm'?" in bad.output
 

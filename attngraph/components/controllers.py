@@ -3,6 +3,10 @@
 Outside a loop a recurrent node runs over its whole input sequence with PyTorch's fused ``nn.RNN`` /
 ``nn.LSTM`` / ``nn.GRU``. Inside a loop body it is a cell: one step per loop iteration, using the same
 weights (so a state_dict is the same either way) through ``torch.lstm_cell`` and friends.
+
+``bidirectional: true`` runs a second stack backwards over each example's valid steps (an encoder); its
+output concatenates the forward and backward features (2·size, torch's layout). It reads the whole
+sequence, so it cannot be a cell inside a loop.
 """
 from __future__ import annotations
 
@@ -10,14 +14,20 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..spec.params import Choice, Int, Param
+from ..spec.params import Bool, Choice, Int, Param
 from .base import IN, Component, ShapeError, VType, component
 
 _PARAMS = {
     "size": Param(Int(min=1), doc="hidden units per layer"),
     **IN,
     "layers": Param(Int(min=1), 1, "number of stacked layers"),
+    "bidirectional": Param(Bool(), False, "also run backwards over the sequence (outside a loop only); the output "
+                                          "is the forward then the backward features, 2·size"),
 }
+
+
+def _bidirectional(p) -> bool:
+    return getattr(p, "bidirectional", False) is True  # absent: a node built by hand before the parameter existed
 
 
 class _Recurrent(Component):
@@ -29,6 +39,9 @@ class _Recurrent(Component):
     @classmethod
     def infer(cls, p, ins, step):
         t = ins["in"]
+        if step and _bidirectional(p):
+            raise ShapeError(f"a bidirectional {cls.kind} reads the whole sequence; it cannot run one step at a "
+                             f"time inside a loop", hint="use it outside the loop, as an encoder")
         if t.index:
             raise ShapeError(f"needs feature vectors but receives class indices ({t})", "in",
                              hint="put an embedding in between")
@@ -38,25 +51,34 @@ class _Recurrent(Component):
         if not step and not t.time:
             raise ShapeError(f"outside a loop, {cls.kind} runs over a sequence but receives one vector per "
                              f"example ({t})", "in", hint="put it in a loop body to use it as a cell")
-        return {"out": VType(p.size, t.time)}
+        return {"out": VType(p.size * (2 if _bidirectional(p) else 1), t.time)}
+
+    @classmethod
+    def static_type(cls, p, port):
+        t = super().static_type(p, port)
+        return VType(2 * t.size) if t is not None and _bidirectional(p) else t
 
     def __init__(self, p, ins, outs):
         super().__init__()
         self.size, self.layers = p.size, p.layers
+        self.directions = 2 if _bidirectional(p) else 1
         self.rnn = self._make(ins["in"].size, p)
         self._flat = self.rnn._flat_weights
         self.init_kind = p.init
         if p.init == "learned":
-            self.state0 = nn.Parameter(torch.zeros(self._states * p.layers, p.size))
+            self.state0 = nn.Parameter(torch.zeros(self._states * p.layers * self.directions, p.size))
 
     def _make(self, in_size: int, p) -> nn.RNNBase:
-        return self._torch_cls(in_size, p.size, p.layers, batch_first=True)
+        return self._torch_cls(in_size, p.size, p.layers, batch_first=True, bidirectional=_bidirectional(p))
 
     def init_state(self, batch, like):
+        """``states·layers·directions`` tensors (B, size), state fastest, then direction, then layer: (h_0, c_0,
+        h_1, c_1, ...) for a unidirectional LSTM, (h_0f, c_0f, h_0b, c_0b, h_1f, ...) for a bidirectional one."""
         if self.init_kind == "learned":
             return tuple(s.expand(batch, -1) for s in self.state0.to(like.dtype))
         value = 0.0 if self.init_kind == "zeros" else float(self.init_kind)
-        return tuple(like.new_full((batch, self.size), value) for _ in range(self._states * self.layers))
+        count = self._states * self.layers * self.directions
+        return tuple(like.new_full((batch, self.size), value) for _ in range(count))
 
     def _weights(self) -> list[torch.Tensor]:
         """(w_ih, w_hh, b_ih, b_hh) of every layer, flat: the list nn.RNNBase keeps in sync and its fused
@@ -70,13 +92,13 @@ class _Recurrent(Component):
         return out
 
     def _sequence_state(self, x):
-        """Initial state in nn.RNNBase's (layers, B, H) layout, or None for zeros."""
+        """Initial state in nn.RNNBase's (layers·directions, B, H) layout, or None for zeros."""
         if self.init_kind == "zeros":
             return None
-        flat = torch.stack(self.init_state(x.shape[0], x), 0)  # (states*layers, B, H)
+        flat = torch.stack(self.init_state(x.shape[0], x), 0)  # (states·layers·directions, B, H)
         return flat if self._states == 1 else (flat[0::2].contiguous(), flat[1::2].contiguous())
 
-    def forward(self, x, lengths=None):  # (B, T, in) -> (B, T, size)
+    def forward(self, x, lengths=None):  # (B, T, in) -> (B, T, size), or (B, T, 2·size) when bidirectional
         h0 = self._sequence_state(x)
         if lengths is None:
             return self.rnn(x, h0)[0]
@@ -127,4 +149,5 @@ class RNN(_OneStateCell):
 
     def _make(self, in_size, p):
         self._cell = torch.rnn_tanh_cell if p.nonlinearity == "tanh" else torch.rnn_relu_cell
-        return nn.RNN(in_size, p.size, p.layers, nonlinearity=p.nonlinearity, batch_first=True)
+        return nn.RNN(in_size, p.size, p.layers, nonlinearity=p.nonlinearity, batch_first=True,
+                      bidirectional=_bidirectional(p))

@@ -169,3 +169,47 @@ class Dropout(Component):
 
     def forward(self, x):
         return self.drop(x)
+
+
+@component("pool", "layer", {
+    "in": Param(RefList(), doc="a sequence of features; several are concatenated on the feature axis"),
+    "mode": Param(Choice("last", "first", "mean", "max"), "last",
+                  "last: the last valid step; first: step 0; mean / max: over the valid steps (padding excluded)"),
+}, doc="Summarises a sequence as one vector per example (e.g. an encoder's last state, the fixed-length vector "
+       "of a seq2seq baseline)")
+class Pool(Component):
+    mask_for = "in"  # padded steps never enter the summary
+
+    @classmethod
+    def infer(cls, p, ins, step):
+        t = _features(ins["in"])
+        if not t.time:  # also inside a loop, where a node's own value is one step
+            raise ShapeError(f"needs a sequence but receives one vector per example ({t})", "in",
+                             hint="pool summarises a sequence over its time axis; read a sequence, e.g. an encoder "
+                                  "run outside the loop")
+        return {"out": VType(t.size, None)}
+
+    def __init__(self, p, ins, outs):
+        super().__init__()
+        self.mode = p.mode
+
+    def forward(self, x, mask=None):  # x: (B, T, F), mask: (B, T) bool or None -> (B, F)
+        if mask is None:
+            if self.mode == "last":
+                return x[:, -1]
+            if self.mode == "first":
+                return x[:, 0]
+            return x.mean(1) if self.mode == "mean" else x.amax(1)
+        valid = mask.any(1, keepdim=True)  # (B, 1): an example with no valid step gives zeros
+        if self.mode == "last":
+            steps = torch.arange(x.shape[1], device=x.device)
+            last = torch.where(mask, steps, -1).amax(1).clamp_min(0)  # (B,) the last valid position
+            out = x[torch.arange(x.shape[0], device=x.device), last]
+        elif self.mode == "first":
+            out = x[:, 0]
+        elif self.mode == "mean":
+            m = mask.unsqueeze(-1).to(x.dtype)
+            out = (x * m).sum(1) / m.sum(1).clamp_min(1)
+        else:
+            out = x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
+        return torch.where(valid, out, out.new_zeros(()))
