@@ -157,8 +157,9 @@ class Inferer:
         ins = self.inputs(node)
         if ins is None or any(v is INVALID for v in vars(node.p).values()):
             return
-        if node.cls.check(node, self.diags):
+        if node.cls.check(node, self.diags, self.ir):
             self.frame(node.body, step=True)
+            node.cls.after_body(node, self.diags, self.ir)
 
 
 def _static_guess(node: NodeIR, port: str, depth: int = 0) -> VType | None:

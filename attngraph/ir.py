@@ -32,6 +32,7 @@ class NodeIR:
     body: ScopeIR | None = None
     in_types: dict[str, Any] = field(default_factory=dict)  # inferred input types, as the module receives them
     key_pos: dict[str, Pos] = field(default_factory=dict)
+    value_pos: dict[str, Pos] = field(default_factory=dict)  # where each parameter's value is written
     default: tuple[NodeIR, str, tuple[NodeIR, ...]] | None = None  # a scope's output: body node, port, scopes entered
 
     @property

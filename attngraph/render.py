@@ -211,6 +211,8 @@ def _cluster_lines(node: NodeIR, depth: int, indent: str) -> list[str]:
     """A scope as ``subgraph cluster_<path>``: loops filled grey (darker when nested), groups dashed."""
     inner = indent + "  "
     title = f"{node.name} ({node.kind}{', reverse' if getattr(node.p, 'reverse', False) is True else ''})"
+    if node.kind == "decode":
+        title = f"{node.name} (decode → {node.p.target}, teacher forcing {node.p.teacher_forcing:g})"
     if node.cls.inline:
         style = 'style="rounded,dashed", color="#888888"'
         nested = depth
@@ -252,7 +254,8 @@ def _edge_stmt(edge: Edge, head: str, sizes: _SizeFormat, several: bool, extra: 
     attrs = f"label={_q(' · '.join(parts))}"
     if edge.prev:
         attrs += f', style=dashed, constraint=false, color="{PREV_COLOUR}", fontcolor="{PREV_COLOUR}"'
-    return f"{_node_id(edge.src)} -> {head} [{attrs}{extra}];"
+    src = edge.src.default[0] if edge.src.is_scope and edge.src.default else edge.src  # a decoder's token:
+    return f"{_node_id(src)} -> {head} [{attrs}{extra}];"  # drawn from the node that scores it
 
 
 def _read_as_elements(ir: IR, scope_node: NodeIR, edge: Edge) -> bool:

@@ -162,7 +162,8 @@ class Builder:
         is_scope = isinstance(cls, type) and issubclass(cls, ScopeKind)
         schema = cls.params
         p = check_mapping(decl, schema, ypath, self.diags, f"kind '{kind}'", skip=("kind", "body"))
-        node = NodeIR(name, path, ypath, pos, kind, cls, SimpleNamespace(**p), scope, key_pos=dict(decl.key_pos))
+        node = NodeIR(name, path, ypath, pos, kind, cls, SimpleNamespace(**p), scope, key_pos=dict(decl.key_pos),
+                      value_pos={k: v.pos for k, v in decl.value.items()})
         if is_scope:
             body = decl.get("body")
             node.body = ScopeIR(node, scope)
@@ -238,16 +239,26 @@ class Builder:
             visible = sorted({n for sc in scope_chain(start) for n in sc.nodes})
             self.diags.error(ref.pos, label, f"unknown node '{first}'", did_you_mean(first, visible))
             return None
+        head = s.nodes[first]
+        if (ref.prev and len(ref.parts) == 1 and head.is_scope and getattr(head.cls, "feeds_back", False)
+                and dst is not None and scope.frame.owner is head):  # prev(decoder) in its body: its last token
+            edge = Edge(head, "token", ref, param, index, dst, (), label=label)
+            self.all_edges.append(edge)
+            self.graph.add_edge(head.dotted, dst.dotted, prev=True, port="token", param=param)
+            return edge
         into: list[NodeIR] = []
-        found = self._descend(s.nodes[first], list(ref.parts[1:]), into, ref.pos, label)
+        found = self._descend(head, list(ref.parts[1:]), into, ref.pos, label)
         if found is None:
             return None
         target, port = found
         inside = next((o for o in into if not o.cls.inline and any(sc.owner is o for sc in scope_chain(scope))), None)
         if inside is not None:
-            self.diags.error(ref.pos, label, f"'{ref}' reads the whole loop '{inside.name}' from inside its body",
-                             f"inside the body, name the node itself ({target.name}), or prev({target.name}) "
-                             "for its previous value")
+            hint = (f"inside the body, name the node itself ({target.name}), or prev({target.name}) "
+                    "for its previous value")
+            if getattr(inside.cls, "feeds_back", False) and inside is scope.frame.owner:
+                hint = f"prev({inside.name}) is the token it emitted at the previous step"
+            self.diags.error(ref.pos, label, f"'{ref}' reads the whole {inside.kind} '{inside.name}' from inside "
+                             "its body", hint)
             return None
         edge = Edge(target, port, ref, param, index, dst, tuple(into), label=label)
         if dst is not None and not self._check_prev(edge, scope, crossed, label):

@@ -14,15 +14,16 @@ from collections.abc import Callable
 
 import torch
 
-from ..ir import IR, Edge, NodeIR, ScopeIR
+from ..ir import IR, Edge, NodeIR, ScopeIR, nodes_in, unit_in
 
 
 class CodeGen:
     """Emits statements for the frames of an IR. ``masked`` selects the variant that honours ``x.mask``."""
 
     def __init__(self, ir: IR, masked: bool, record: bool = False, step_fns: bool = False,
-                 frees: dict[str, list[str]] | None = None):
-        self.ir, self.masked, self.record, self.step_fns = ir, masked, record, step_fns
+                 frees: dict[str, list[str]] | None = None, beam: bool = False):
+        self.ir, self.masked, self.record, self.step_fns, self.beam = ir, masked, record, step_fns, beam
+        self.expanded: dict[str, str] = {}  # beam search: a variable read inside a decoder -> its beams' copy
         # step functions: None on the first pass (nested defs, read by symtable); then each one's free names,
         # which the second pass passes as arguments to a top-level def (no closure: compiled once, not per call)
         self.frees = frees
@@ -70,8 +71,8 @@ class CodeGen:
             return self.prev[(id(edge.src), edge.port)]
         loops = [s for s in edge.into if not s.cls.inline]
         if loops:
-            return self.stacked[(id(loops[0]), edge.key())]
-        return self.value(edge.src, edge.port)
+            return self.expanded.get(out := self.stacked[(id(loops[0]), edge.key())], out)
+        return self.expanded.get(out := self.value(edge.src, edge.port), out)
 
     # ------------------------------------------------------------------------------------------- function
     def function(self) -> str:
@@ -140,6 +141,12 @@ class CodeGen:
                 args.append(exprs[0])
             else:
                 args.append(f"torch.cat([{', '.join(exprs)}], -1)")
+        if cls.mask_for is not None:  # the validity mask of that input's time axis, where the batch has one
+            t = node.in_types.get(cls.mask_for)
+            t = t[0] if isinstance(t, list) else t
+            mask = self.masks.get(t.time) if self.masked and t is not None and t.time else None
+            mask = self.expanded.get(mask, mask)
+            args.append(f"mask={mask}")
         outs = ", ".join(self.value(node, port) for port in cls.ports)
         in_step = frame.owner is not None
         if cls.stateful and in_step:
@@ -150,7 +157,7 @@ class CodeGen:
                 new = self.name(f"{state}_new")
                 self.line(f"{outs}, {new} = {mod}.step({state}, {', '.join(args)})")
                 self.line(f"{state} = tuple(torch.where({self.step_mask}, a, b) for a, b in zip({new}, {state}))")
-        elif cls.stateful and self.masked and node.types["out"].time in self.lengths:
+        elif cls.stateful and cls.mask_for is None and self.masked and node.types["out"].time in self.lengths:
             self.line(f"{outs} = {mod}({', '.join(args)}, {self.lengths[node.types['out'].time]})")
         else:
             self.line(f"{outs} = {mod}({', '.join(args)})")
@@ -175,32 +182,9 @@ class CodeGen:
             steps.append(self.name(f"{loop.name}_{edge.src.name}_steps"))
             self.line(f"{steps[-1]} = {seq}.transpose(0, 1).contiguous().unbind(0)" if as_fn
                       else f"{steps[-1]} = {seq}.unbind(1)")
-        for node in self.ir.units(loop.body):
-            if not node.is_scope and node.cls.stateful:
-                self.state[id(node)] = s = self.name(f"s_{'_'.join(node.path)}")
-                self.line(f"{s} = {self.modules[id(node)]}.init_state(B, _f)")
-        carried: dict[tuple, Edge] = {}
-        for edge in self.ir.edges:
-            if edge.prev and edge.src.scope.frame is loop.body:
-                carried.setdefault((id(edge.src), edge.port), edge)
-        for key, edge in carried.items():
-            self.prev[key] = p = self.name(f"prev_{'_'.join(edge.src.path)}")
-            self.line(f"{p} = {self._initial(edge)}")
-        reads: dict[tuple, Edge] = {}
-        for edge in self.ir.edges:
-            loops = [s for s in edge.into if not s.cls.inline]
-            if loops and loops[0] is loop:
-                reads.setdefault(edge.key(), edge)
-        accs = {key: self.name(f"acc_{'_'.join(e.src.path)}") for key, e in reads.items()}
-        for acc in accs.values():
-            self.line(f"{acc} = []")
-        watched = []
-        if self.record:
-            for node in self.ir.units(loop.body):
-                for port in () if node.is_scope else node.cls.watch:
-                    self.recs[(id(node), port)] = var = self.name(f"rec_{'_'.join(node.path)}_{port}")
-                    watched.append((node.dotted + "." + port, var))
-                    self.line(f"{var} = []")
+        carried = self._carried_init(loop)
+        reads, accs = self._reads_init(loop)
+        watched = self._watched_init(loop)
         order = f"range(len({steps[0]}) - 1, -1, -1)" if reverse else f"range(len({steps[0]}))"
         elements = []
         for edge in loop.inputs["over"]:
@@ -249,6 +233,53 @@ class CodeGen:
             self.line(f"{accs[key]}.append({self.value(edge.src, edge.port)})")
         self.step_mask = outer_mask
         self.depth -= 1
+        self._stack_reads(loop, reads, accs, watched, reverse)
+
+    def _carried_init(self, loop: NodeIR) -> dict[tuple, Edge]:
+        """Before a step loop: every stateful body node's initial state, every prev() value's initial value."""
+        for node in self.ir.units(loop.body):
+            if not node.is_scope and node.cls.stateful:
+                self.state[id(node)] = s = self.name(f"s_{'_'.join(node.path)}")
+                self.line(f"{s} = {self.modules[id(node)]}.init_state(B, _f)")
+        carried: dict[tuple, Edge] = {}
+        for edge in self.ir.edges:
+            if edge.prev and not edge.src.is_scope and edge.src.scope.frame is loop.body:
+                carried.setdefault((id(edge.src), edge.port), edge)
+        for key, edge in carried.items():
+            self.prev[key] = p = self.name(f"prev_{'_'.join(edge.src.path)}")
+            self.line(f"{p} = {self._initial(edge)}")
+        return carried
+
+    def _reads(self, loop: NodeIR) -> dict[tuple, Edge]:
+        """The body values read from outside the loop."""
+        reads: dict[tuple, Edge] = {}
+        for edge in self.ir.edges:
+            loops = [s for s in edge.into if not s.cls.inline]
+            if loops and loops[0] is loop:
+                reads.setdefault(edge.key(), edge)
+        return reads
+
+    def _reads_init(self, loop: NodeIR) -> tuple[dict[tuple, Edge], dict[tuple, str]]:
+        """The body values read from outside the loop, each with a list collecting it step by step."""
+        reads = self._reads(loop)
+        accs = {key: self.name(f"acc_{'_'.join(e.src.path)}") for key, e in reads.items()}
+        for acc in accs.values():
+            self.line(f"{acc} = []")
+        return reads, accs
+
+    def _watched_init(self, loop: NodeIR) -> list[tuple[str, str]]:
+        watched = []
+        if self.record:
+            for node in self.ir.units(loop.body):
+                for port in () if node.is_scope else node.cls.watch:
+                    self.recs[(id(node), port)] = var = self.name(f"rec_{'_'.join(node.path)}_{port}")
+                    watched.append((node.dotted + "." + port, var))
+                    self.line(f"{var} = []")
+        return watched
+
+    def _stack_reads(self, loop: NodeIR, reads: dict[tuple, Edge], accs: dict[tuple, str],
+                     watched: list[tuple[str, str]], reverse: bool = False) -> None:
+        """After a step loop: the collected values stacked on the time axis (in input order)."""
         for key, edge in reads.items():
             out = self.name(f"{loop.name}_{edge.src.name}" + ("" if edge.port == "out" else f"_{edge.port}"))
             self.line(f"{out} = torch.stack({accs[key]}{'[::-1]' if reverse else ''}, 1)")
@@ -266,6 +297,137 @@ class CodeGen:
                 continue
             value = self.values[key]
             self.line(f"{p} = {value}" if self.step_mask is None else f"{p} = torch.where({self.step_mask}, {value}, {p})")
+
+    # ------------------------------------------------------------------------------------------- decoders
+    def emit_decode(self, dec: NodeIR) -> None:
+        """An autoregressive ``for``: the body once per output token, ``prev(dec)`` the token fed at each step
+        (bos first; then teacher forcing in training, the greedy choice otherwise); see scopes/decode.py."""
+        p, name = dec.p, dec.name
+        inner, port, _ = dec.default
+        target = self.name(f"{name}_target")
+        steps = self.name(f"{name}_steps")
+        token = self.prev[(id(dec), "token")] = self.name(f"prev_{name}_token")
+        self.line(f"# decode '{dec.dotted}': writes target {p.target!r}" + (" (beam search)" if self.beam else ""))
+        if self.beam:  # every example becomes K beams: what the body reads from outside is repeated K times
+            self._beam_expand(dec)
+            carried = self._carried_init(dec)
+            self.line(f"{token} = torch.full((B,), {p.bos}, dtype=torch.long, device=_f.device)")
+            return self._beam_search(dec, carried, self._reads(dec), token)
+        self.line(f"{target} = batch.get({p.target!r})")
+        self.line(f"{steps} = {target}.shape[1] if {target} is not None else {p.max_length}")
+        carried = self._carried_init(dec)
+        reads, accs = self._reads_init(dec)
+        watched = self._watched_init(dec)
+        self.line(f"{token} = torch.full((B,), {p.bos}, dtype=torch.long, device=_f.device)")
+        force = self.name(f"{name}_force")
+        self.line(f"{force} = self.training and {target} is not None")
+        done = self.name(f"{name}_done")
+        self.line(f"{done} = torch.zeros((B,), dtype=torch.bool, device=_f.device)")
+        outer_mask, self.step_mask = self.step_mask, None  # every example runs every step; the loss masks
+        self.line("for t in range(" + steps + "):")
+        self.depth += 1
+        self._body(dec, carried)
+        scores = self.value(inner, port)
+        for key, edge in reads.items():
+            self.line(f"{accs[key]}.append({self.value(edge.src, edge.port)})")
+        self.line(f"if {force}:")
+        if p.teacher_forcing >= 1.0:
+            self.line(f"    {token} = {target}[:, t]")
+        else:  # each example, each step: the target token with probability teacher_forcing, else its own choice
+            self.line(f"    {token} = torch.where(torch.rand(B, device=_f.device) < {p.teacher_forcing!r}, "
+                      f"{target}[:, t], {scores}.detach().argmax(-1))")
+        self.line("else:")
+        self.line(f"    {token} = {scores}.detach().argmax(-1)")
+        self.line(f"    if {target} is None:  # prediction: stop once every example has written eos")
+        self.line(f"        {done} = {done} | ({token} == {p.eos})")
+        self.line(f"        if bool({done}.all()):")
+        self.line("            break")
+        self.depth -= 1
+        self.step_mask = outer_mask
+        self._stack_reads(dec, reads, accs, watched)
+
+    def _beam_expand(self, dec: NodeIR) -> None:
+        """Beam search: ``B`` becomes B·K inside the decoder; every value and mask its body reads from outside
+        is repeated K times (example-major: beams of example b are rows b·K .. b·K + K − 1)."""
+        self.beam_k = width = self.name(f"{dec.name}_K")
+        self.beam_b = self.name("B_examples")
+        self.line(f"{width} = self._beam or {dec.p.beam}")
+        self.line(f"{self.beam_b} = B")
+        outside = {}
+        for node in nodes_in(dec.body):
+            for edge in [] if node.is_scope else node.edges():
+                if edge.prev or edge.element_of is not None or unit_in(edge.src, dec.body) is not None:
+                    continue
+                if edge.src is dec:
+                    continue
+                outside.setdefault(self.expr(edge), edge)
+            if not node.is_scope and node.cls.mask_for is not None and self.masked:
+                t = node.in_types.get(node.cls.mask_for)
+                t = t[0] if isinstance(t, list) else t
+                if t is not None and t.time in self.masks:
+                    outside.setdefault(self.masks[t.time], None)
+        for var in outside:
+            self.expanded[var] = rep = self.name(f"{var}_beams")
+            self.line(f"{rep} = {var}.repeat_interleave({width}, 0)")
+        self.line(f"B = B * {width}")
+
+    def _beam_search(self, dec: NodeIR, carried: dict[tuple, Edge], reads: dict[tuple, Edge], token: str) -> None:
+        """The decoder's loop as beam search (width K, length normalisation ``length_penalty``): each step
+        extends every beam by every token, keeps the K best by summed log-probability; a beam that wrote
+        ``eos`` stays finished (it may only write eos again, at no cost). At the end each example's answer is
+        its beam with the best log p / length^length_penalty. The decoder's value is those token ids
+        (B, T'); nothing else of its body can be read from outside under beam search."""
+        p, name = dec.p, dec.name
+        inner, port, _ = dec.default
+        for edge in reads.values():
+            if (id(edge.src), edge.port) != (id(inner), port):
+                raise ValueError(f"beam search: '{edge.ref}' reads '{edge.src.dotted}' out of decode '{dec.dotted}'; "
+                                 f"under beam search only its output ('{p.output}') can be read")
+        K, b0, V = self.beam_k, self.beam_b, self.name("V")
+        score, done, length, hist, rows = (self.name(f"{name}_{v}") for v in ("score", "done", "length", "hist", "rows"))
+        self.line(f"{score} = torch.zeros(({b0}, {K}), dtype=_f.dtype, device=_f.device)")
+        self.line(f"{score}[:, 1:] = -float('inf')  # at first all K beams are the same: keep one")
+        self.line(f"{score} = {score}.reshape(B)")
+        self.line(f"{done} = torch.zeros((B,), dtype=torch.bool, device=_f.device)")
+        self.line(f"{length} = torch.zeros((B,), dtype=_f.dtype, device=_f.device)")
+        self.line(f"{hist} = torch.zeros((B, 0), dtype=torch.long, device=_f.device)")
+        self.line(f"{rows} = (torch.arange({b0}, device=_f.device) * {K}).unsqueeze(1)")
+        self.line(f"for t in range({p.max_length}):")
+        self.depth += 1
+        outer_mask, self.step_mask = self.step_mask, None
+        self._body(dec, carried)
+        self.step_mask = outer_mask
+        scores = self.value(inner, port)
+        logp = self.name(f"{name}_logp")
+        self.line(f"{logp} = torch.log_softmax({scores}.detach().to(_f.dtype), -1)")
+        self.line(f"{logp} = torch.where({done}.unsqueeze(1), torch.full_like({logp}, -float('inf'))"
+                  f".index_fill(1, torch.tensor([{p.eos}], device=_f.device), 0.0), {logp})")
+        self.line(f"{V} = {logp}.shape[1]")
+        top, idx, src = (self.name(f"{name}_{v}") for v in ("top", "idx", "from"))
+        self.line(f"{top}, {idx} = ({score}.unsqueeze(1) + {logp}).reshape({b0}, -1).topk({K}, 1)")
+        self.line(f"{src} = ({rows} + torch.div({idx}, {V}, rounding_mode='floor')).reshape(B)")
+        self.line(f"{token} = ({idx} % {V}).reshape(B)")
+        self.line(f"{score} = {top}.reshape(B)")
+        self.line(f"{length} = {length}[{src}] + (~{done}[{src}]).to(_f.dtype)")
+        self.line(f"{done} = {done}[{src}] | ({token} == {p.eos})")
+        self.line(f"{hist} = torch.cat([{hist}[{src}], {token}.unsqueeze(1)], 1)")
+        for key in carried:  # every beam continues from the state of the beam it extends
+            self.line(f"{self.prev[key]} = {self.prev[key]}[{src}]")
+        for node in self.ir.units(dec.body):
+            if id(node) in self.state:
+                st = self.state[id(node)]
+                self.line(f"{st} = tuple(x[{src}] for x in {st})")
+        self.line(f"if bool({done}.all()):")
+        self.line("    break")
+        self.depth -= 1
+        best, out = self.name(f"{name}_best"), self.name(f"{name}_tokens")
+        self.line(f"{best} = ({score} / {length}.clamp_min(1.0) ** {p.length_penalty!r})"
+                  f".reshape({b0}, {K}).argmax(1)")
+        self.line(f"{out} = {hist}.reshape({b0}, {K}, -1)[torch.arange({b0}, device=_f.device), {best}]")
+        self.line(f"B = {b0}")
+        for key in reads:
+            self.stacked[(id(dec), key)] = out
+        self.expanded = {}
 
     def _initial(self, edge: Edge) -> str:
         src, t = edge.src, edge.src.types[edge.port]
@@ -291,7 +453,8 @@ def _step_frees(source: str) -> dict[str, list[str]]:
 
 
 def compile_forward(ir: IR, masked: bool, record: bool = False,
-                    step_compiler: Callable[[Callable], Callable] | None = None) -> tuple[str, Callable]:
+                    step_compiler: Callable[[Callable], Callable] | None = None, beam: bool = False
+                    ) -> tuple[str, Callable]:
     """Generate and compile the forward function; the source is registered with linecache for tracebacks.
     ``record``: the function also returns every watched port's values (per step inside loops).
     ``step_compiler`` (e.g. torch.compile): each loop body without nested loops becomes a top-level function
@@ -299,9 +462,9 @@ def compile_forward(ir: IR, masked: bool, record: bool = False,
     frees = None
     if step_compiler is not None:  # first pass: nested defs, to learn what each body reads from outside
         frees = _step_frees(CodeGen(ir, masked, record, step_fns=True).function())
-    source = CodeGen(ir, masked, record, step_compiler is not None, frees).function()
+    source = CodeGen(ir, masked, record, step_compiler is not None, frees, beam).function()
     filename = (f"<attngraph:{ir.name}{':masked' if masked else ''}{':record' if record else ''}"
-                f"{':steps' if step_compiler else ''}>")
+                f"{':steps' if step_compiler else ''}{':beam' if beam else ''}>")
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict = {"torch": torch}
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated code, no spec text

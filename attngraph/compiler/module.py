@@ -33,6 +33,8 @@ class CompiledModel(nn.Module):
         self.code, self._forward = compile_forward(ir, masked=False)
         self.masked_code, self._forward_masked = compile_forward(ir, masked=True)
         self._forward_record = None  # compiled on first use of record()
+        self._forward_beam: dict[bool, Callable] = {}  # beam-search forwards (unmasked, masked), on first use
+        self._beam = 0  # the width generate() asks for (0: each decoder's own 'beam:')
 
     def _populate(self, scope: ScopeIR, into: nn.ModuleDict, carried: set[int]) -> None:
         """Build every node's module into ``into``; ``carried`` holds the nodes read through prev()."""
@@ -74,6 +76,27 @@ class CompiledModel(nn.Module):
         if self._forward_record is None:
             _, self._forward_record = compile_forward(self.ir, masked=False, record=True)
         return self._forward_record(self, batch)
+
+    @torch.no_grad()
+    def generate(self, batch: dict[str, torch.Tensor], beam: int | None = None) -> dict[str, torch.Tensor]:
+        """Decode with beam search: every ``decode`` scope's value becomes the token ids (B, T') of each
+        example's best beam (padded with its eos), the other outputs are as in ``forward``. ``beam`` sets the
+        width of every decoder (default: each one's ``beam:``); width 1 is greedy decoding. Runs in eval mode
+        and never reads the targets, even when the batch holds them."""
+        if not any(n.kind == "decode" for n in self.ir.nodes()):
+            raise ValueError(f"model '{self.ir.name}' has no decode scope to generate with")
+        if beam is not None and beam < 1:
+            raise ValueError(f"beam width must be at least 1, not {beam}")
+        masked = any(key in batch and not bool(batch[key].all()) for key in self._input_masks)
+        if masked not in self._forward_beam:
+            self._forward_beam[masked] = compile_forward(self.ir, masked=masked, beam=True)[1]
+        was_training, self._beam = self.training, beam or 0
+        self.eval()
+        try:
+            return self._forward_beam[masked](self, batch)
+        finally:
+            self.train(was_training)
+            self._beam = 0
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         for key in self._input_masks:  # an all-true mask (e.g. a batch of one) needs no masking per step

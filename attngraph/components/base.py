@@ -93,6 +93,8 @@ class Component(nn.Module):
     state_is_output: ClassVar[bool] = False  # prev(node) starts from init_state()[0] (a memory's initial contents)
     step_local: ClassVar[tuple[str, ...]] = ()  # ports whose value is not one tensor (a write head's (w, e, a)):
     # read in the same step only, by a component that accepts it; never through prev() or out of a scope
+    mask_for: ClassVar[str | None] = None  # an input parameter whose time axis's (B, T) bool validity mask the
+    # module receives as keyword ``mask=`` in forward() and step() (None when every position is valid)
 
     @classmethod
     def infer(cls, p: SimpleNamespace, ins: dict[str, Any], step: bool) -> dict[str, VType]:

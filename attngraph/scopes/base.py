@@ -15,7 +15,7 @@ from ..spec.params import Param, Str
 
 if TYPE_CHECKING:
     from ..compiler.codegen import CodeGen
-    from ..ir import Edge, NodeIR
+    from ..ir import IR, Edge, NodeIR
 
 OUTPUT = Param(Str(), None, "the body node this scope's value defaults to (name.port allowed)")
 
@@ -28,9 +28,13 @@ class ScopeKind:
     inline: ClassVar[bool] = False
 
     @classmethod
-    def check(cls, node: NodeIR, diags) -> bool:
+    def check(cls, node: NodeIR, diags, ir: IR | None = None) -> bool:
         """Validate the scope's own inputs once they are typed; return False to skip its body."""
         return True
+
+    @classmethod
+    def after_body(cls, node: NodeIR, diags, ir: IR | None = None) -> None:
+        """Validate what needs the body's types (e.g. what the scope's output must be), once inferred."""
 
     @classmethod
     def element_type(cls, node: NodeIR, edge: Edge) -> VType | None:

@@ -32,7 +32,7 @@ class Loop(ScopeKind):
     }
 
     @classmethod
-    def check(cls, node, diags) -> bool:
+    def check(cls, node, diags, ir=None) -> bool:
         edges = node.inputs.get("over", [])
         if not edges:
             return False
