@@ -23,8 +23,9 @@ def _plt():
     return plt
 
 
-def inspect(model: CompiledModel, batch: dict[str, torch.Tensor], out: Path) -> list[Path]:
-    """Run ``model`` on ``batch`` (one example) and write the pictures and the raw values into ``out``."""
+def inspect(model: CompiledModel, batch: dict[str, torch.Tensor], out: Path, task=None) -> list[Path]:
+    """Run ``model`` on ``batch`` (one example) and write the pictures and the raw values into ``out``.
+    ``task`` (optional) names tokens: a task with ``vocab()`` labels alignment pictures with its symbols."""
     from safetensors.torch import save_file
 
     out = Path(out)
@@ -32,12 +33,17 @@ def inspect(model: CompiledModel, batch: dict[str, torch.Tensor], out: Path) -> 
     inputs = {k: v for k, v in batch.items() if k in model.ir.inputs}
     model.eval()
     with torch.no_grad():
-        outputs, records = model.record(inputs)
+        outputs, records = model.record(inputs)  # a decoder runs free here: it never sees the target
     predictions = model.predict(outputs)
-    written = [_io_picture(model, batch, predictions, out / "io.png")]
-    heads = {k: v[0] for k, v in records.items() if k.endswith(".weights")}
+    written = [path for path in [_io_picture(model, batch, predictions, out / "io.png")] if path is not None]
+    aligned = {k: v[0] for k, v in records.items() if (_layout(model, k) or ("",))[0] == "alignment"}
+    heads = {k: v[0] for k, v in records.items() if k.endswith(".weights") and k not in aligned}
     if heads:
         written.append(_weights_picture(heads, out / "attention.png"))
+    vocab = task.vocab() if hasattr(task, "vocab") else {}
+    for name, weights in aligned.items():
+        written.append(_alignment_picture(model, name, weights, batch, predictions, vocab,
+                                          out / f"alignment-{name.rsplit('.', 1)[0]}.png"))
     for name, value in records.items():
         layout = _layout(model, name)
         if layout is not None and layout[0] == "memory":
@@ -59,7 +65,7 @@ def _layout(model: CompiledModel, name: str):
     return None
 
 
-def _io_picture(model: CompiledModel, batch, predictions, path: Path) -> Path:
+def _io_picture(model: CompiledModel, batch, predictions, path: Path) -> Path | None:
     plt = _plt()
     panels = []
     for name in model.ir.inputs:
@@ -76,6 +82,8 @@ def _io_picture(model: CompiledModel, batch, predictions, path: Path) -> Path:
             if mask is not None:
                 target = target * mask[0][:, None]
             panels.append((f"target {o.target}", target))
+    if not panels:  # token sequences: the alignment pictures label them instead
+        return None
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.2 + 1.1 * len(panels)), squeeze=False)
     for ax, (title, values) in zip(axes[:, 0], panels):
         ax.imshow(values.T.float().numpy(), aspect="auto", cmap="Greys", interpolation="nearest", vmin=0, vmax=1)
@@ -121,6 +129,37 @@ def _memory_picture(name: str, value: torch.Tensor, layout, path: Path) -> Path:
     ax.set_xlabel("width")
     ax.set_ylabel(f"location (first {rows} of {n})")
     fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _alignment_picture(model: CompiledModel, name: str, weights: torch.Tensor, batch, predictions,
+                       vocab: dict[str, list[str]], path: Path) -> Path:
+    """A decoder's attention as Bahdanau et al. (2015) draw it: output tokens (rows) × source positions
+    (columns), white = 1. Axes are labelled with the task's symbols when it names them."""
+    plt = _plt()
+    node = next(n for n in model.ir.nodes() if not n.is_scope and n.dotted == name.rsplit(".", 1)[0])
+    keys = node.inputs[node.cls.mask_for][0].type.time if node.cls.mask_for else None
+    decoder = next((o for o in model.ir.outputs.values() if o.edge.into and any(
+        s.kind == "decode" and node in s.body.nodes.values() for s in o.edge.into)), None)
+    src = batch.get(keys)[0].tolist() if keys in batch else list(range(weights.shape[1]))
+    s_mask = batch.get(f"{keys}.mask")
+    n_src = int(s_mask[0].sum()) if s_mask is not None else len(src)
+    out_ids = predictions[decoder.name][0].tolist() if decoder is not None else list(range(weights.shape[0]))
+    eos = decoder.edge.into[0].p.eos if decoder is not None else None
+    n_out = next((i + 1 for i, t in enumerate(out_ids) if t == eos), len(out_ids))
+    w = weights[:n_out, :n_src].float().numpy()
+    fig, ax = plt.subplots(figsize=(1.2 + 0.32 * n_src, 1.2 + 0.32 * n_out))
+    ax.imshow(w, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="equal")
+    src_names, out_names = vocab.get(keys), vocab.get(decoder.edge.into[0].p.target) if decoder else None
+    ax.set_xticks(range(n_src), [src_names[i] if src_names else str(i) for i in src[:n_src]], fontsize=8)
+    ax.set_yticks(range(n_out), [out_names[i] if out_names else str(i) for i in out_ids[:n_out]], fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_xlabel(f"source ({keys})", fontsize=9)
+    ax.set_ylabel("output (greedy)", fontsize=9)
+    ax.set_title(name.rsplit(".", 1)[0], fontsize=9, pad=22)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -501,7 +501,8 @@ def inspect_cmd(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...],
 
     Writes io.png (inputs, outputs, targets over time), attention.png (every head's weighting:
     memory location x time, write heads first), one picture per memory (its contents after the
-    last step) and record.safetensors with the raw values.
+    last step), for a decoder's attention alignment-<node>.png (output tokens x source tokens, the
+    decoder running free, labelled with the task's symbols) and record.safetensors with the raw values.
 
     \b
     Examples:
@@ -513,8 +514,9 @@ def inspect_cmd(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...],
     from attngraph.inspect import inspect as draw
 
     model, result = _trained_model(spec, overrides, imports, checkpoint)
-    batch = result.sections["task"].eval.sample(1, torch.Generator().manual_seed(seed))
-    for path in draw(model, batch, out):
+    task = result.sections["task"].eval
+    batch = task.sample(1, torch.Generator().manual_seed(seed))
+    for path in draw(model, batch, out, task):
         click.echo(f"wrote {path}")
 
 
