@@ -109,9 +109,12 @@ class Inferer:
         want = node.cls.accepts.get(param)
         for e, t in zip(edges, types):
             if t.layout is not None and t.layout[0] != want:
-                takers = "ntm_read / ntm_write 'memory:'" if t.layout[0] == "memory" else "ntm_memory 'writes:'"
+                takers = {"memory": "it is read by ntm_read / ntm_write 'memory:'",
+                          "ntm_write": "it is read by ntm_memory 'writes:'",
+                          "alignment": "an attention's weights over the source are for 'attngraph inspect'; "
+                                       "its context (the node itself) is the value to read"}
                 self.diags.error(e.ref.pos, e.label, f"'{e.ref}' is {t}, which '{node.kind}' cannot take as '{param}'",
-                                 f"it is read by {takers}")
+                                 takers.get(t.layout[0], "no component here takes it"))
                 return False
         return True
 

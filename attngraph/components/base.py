@@ -58,7 +58,7 @@ class VType:
 
     def __str__(self) -> str:
         if self.layout is not None:
-            inner = f"{self.layout[0]}[{'×'.join(str(d) for d in self.layout[1:])}]"
+            inner = f"{self.layout[0]}[{'×'.join(str(d) for d in self.layout[1:]) or 'S'}]"  # S: known at run time
         else:
             inner = f"index<{self.size}>" if self.index else str(self.size)
         return f"seq[{self.time}]×{inner}" if self.time else inner
