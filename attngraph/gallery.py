@@ -16,6 +16,7 @@ the ``results.json`` files; nothing in them is typed by hand.
     evaluations:                      # each: a name and --set overrides of the spec
       - {name: "lengths 1-20", set: []}
       - {name: "length 40", set: ["task.eval.length=[40, 40]"]}
+      - {name: "beam 5", set: [], beam: 5}   # a decoder's metrics under beam search of width 5
     batches: 50                       # evaluation batches (default 50)
     batch: 64                         # sequences per evaluation batch (default train.batch)
     target: {metric: bits_per_seq, below: 0.1}   # report when training first met it (default train.stop)
@@ -146,6 +147,9 @@ def _read_entry_yaml(entry_dir: Path) -> dict[str, Any]:
     for i, ev in enumerate(data["evaluations"]):
         if not isinstance(ev, dict) or "name" not in ev or not isinstance(ev.get("set", []), list):
             raise GalleryError(f"{path}: evaluations[{i}]: expected {{name: ..., set: [KEY=VALUE, ...]}}")
+        beam = ev.get("beam")
+        if beam is not None and (not isinstance(beam, int) or isinstance(beam, bool) or beam < 1):
+            raise GalleryError(f"{path}: evaluations[{i}].beam: expected a beam width (an integer ≥ 1), not {beam!r}")
     return data
 
 
@@ -199,7 +203,7 @@ def publish(run: Path, entry_dir: Path, *, say=print, render: bool = True) -> di
         variant = api.load(spec_path, list(ev.get("set", [])))
         model.eval()
         ours[ev["name"]] = evaluate(model, variant.sections["task"].eval, size, batches,
-                                    torch.Generator().manual_seed(seed))
+                                    torch.Generator().manual_seed(seed), beam=ev.get("beam"))
         say(f"{ev['name']}: " + ", ".join(f"{k} {v:.4g}" for k, v in ours[ev["name"]].items()))
     with open(run / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -209,7 +213,8 @@ def publish(run: Path, entry_dir: Path, *, say=print, render: bool = True) -> di
         "metric": info.get("metric") or info["paper"].get("metric") or "loss",
         "paper": info["paper"], "ours": ours,
         "evaluation": {"seed": seed, "batches": batches, "batch": size, "sequences": batches * size,
-                       "sets": {ev["name"]: list(ev.get("set", [])) for ev in info["evaluations"]}},
+                       "sets": {ev["name"]: list(ev.get("set", [])) for ev in info["evaluations"]},
+                       "beams": {ev["name"]: ev["beam"] for ev in info["evaluations"] if ev.get("beam")}},
         "training": {"steps": last["step"], "sequences": last["sequences"], "seconds": round(last["seconds"], 1),
                      "best_step": meta["step"], "best_metrics": meta["metrics"],
                      "first_reached": _first_reached(rows, info.get("target") or (

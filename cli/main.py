@@ -368,10 +368,12 @@ def _launch(nproc: int) -> int:
 @click.option("--seed", type=click.IntRange(0), help="Seed of the evaluation data [default: train.seed + 1000].")
 @click.option("--batches", type=click.IntRange(1), help="Batches to average over [default: train.eval_batches].")
 @click.option("--batch", "batch_size", type=click.IntRange(1), help="Sequences per batch [default: train.batch].")
+@click.option("--beam", type=click.IntRange(1), help="Metrics of a decoder's beam search of this width "
+              "(default: greedy decoding; the loss is always greedy's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: metric name -> value.")
 @guarded
 def evaluate(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], checkpoint: Path | None,
-             seed: int | None, batches: int | None, batch_size: int | None, as_json: bool) -> None:
+             seed: int | None, batches: int | None, batch_size: int | None, beam: int | None, as_json: bool) -> None:
     """Evaluate a trained model on freshly generated data of SPEC's evaluation task.
 
     The data is drawn with a seed other than training's (train.seed + 1000 unless --seed), so the
@@ -381,6 +383,7 @@ def evaluate(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], ch
     Examples:
       attngraph eval specs/examples/lstm_copy.yaml --checkpoint runs/try1/checkpoints/best.safetensors
       attngraph eval spec.yaml --checkpoint runs/try1/checkpoints/best.safetensors --json
+      attngraph eval attention-dates-bahdanau --beam 5 --json
     """
     import torch
 
@@ -391,7 +394,9 @@ def evaluate(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], ch
     section = result.sections["task"]
     cfg: TrainConfig = result.sections.get("train") or TrainConfig()
     gen = torch.Generator().manual_seed(cfg.seed + 1000 if seed is None else seed)
-    metrics = run_eval(model, section.eval, batch_size or cfg.batch, batches or cfg.eval_batches, gen)
+    if beam is not None and not any(n.kind == "decode" for n in model.ir.nodes()):
+        raise click.UsageError(f"--beam: model '{model.ir.name}' has no decode scope")
+    metrics = run_eval(model, section.eval, batch_size or cfg.batch, batches or cfg.eval_batches, gen, beam=beam)
     if as_json:
         click.echo(json.dumps(metrics))
     else:

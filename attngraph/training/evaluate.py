@@ -21,7 +21,8 @@ def shard(batch: dict[str, torch.Tensor], world: World) -> dict[str, torch.Tenso
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, task: Task, batch: int, batches: int, gen: torch.Generator,
-             device: torch.device | str = "cpu", forward=None, world: World | None = None) -> dict[str, float]:
+             device: torch.device | str = "cpu", forward=None, world: World | None = None,
+             beam: int | None = None) -> dict[str, float]:
     """Every name in ``task.metric_names`` (``loss`` from ``model.loss``), each the mean over ``batches``
     batches of ``batch`` sequences drawn with ``gen``. ``forward`` replaces ``model`` (a torch.compile'd one).
 
@@ -29,7 +30,10 @@ def evaluate(model: torch.nn.Module, task: Task, batch: int, batches: int, gen: 
     summed over ranks before dividing by the counted steps, the metrics (means over examples) are
     averaged, so the numbers equal a single process's on the whole batches. A metric that a batch (or a
     rank's share) cannot measure, NaN (e.g. an accuracy over a length bucket the batch has no example of),
-    is left out of that metric's mean; it is NaN only when no batch measured it."""
+    is left out of that metric's mean; it is NaN only when no batch measured it.
+
+    ``beam``: the task's metrics read the token ids that beam search of that width returns
+    (``model.generate``, fed the inputs alone); the loss is still the free-running decoder's."""
     forward = forward or model
     world = world or World()
     names = [n for n in task.metric_names if n != "loss"]
@@ -43,6 +47,9 @@ def evaluate(model: torch.nn.Module, task: Task, batch: int, batches: int, gen: 
             data = to_device(shard(data, world) if world.distributed else data, device)
             outputs = forward(data)
             terms = model.loss_terms(outputs, data)
+            if beam is not None:
+                inputs = {k: v for k, v in data.items() if k.split(".")[0] in model.ir.inputs}
+                outputs = {**outputs, **model.generate(inputs, beam=beam)}
             metrics = task.metrics(outputs, data)
             keys = list(terms)
             values = [float(metrics[n]) for n in names]
