@@ -255,3 +255,69 @@ def _update_readme(path: Path, entry: Entry) -> None:
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
     path.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail, encoding="utf-8")
+
+
+def by_length(names: list[str], out: Path, *, batches: int = 32, batch: int = 64, seed: int | None = None,
+              say=print, root: Path | None = None) -> dict[str, dict[int, tuple[int, int]]]:
+    """Sequence accuracy against source length for gallery entries whose task measures it
+    (``accuracy_by_length``), each from its shipped checkpoint on the same fresh data (seed
+    ``train.seed + 1000`` of the first entry unless ``seed``), drawn into one plot at ``out`` (.png/.svg/.pdf)
+    with a CSV of the counts beside it. Returns name -> {length: (exact, examples)}."""
+    import torch
+
+    from . import api
+    from .training.checkpoint import load_weights
+    from .training.config import TrainConfig
+
+    counts: dict[str, dict[int, tuple[int, int]]] = {}
+    for name in names:
+        entry = load_entry(name, root)
+        spec = api.load(entry.path / "spec.yaml")
+        task = spec.sections["task"].eval
+        if not hasattr(task, "accuracy_by_length"):
+            raise GalleryError(f"{name}: task '{task.name}' does not measure accuracy by length")
+        model = api.build(spec)
+        load_weights(model, entry.path / "checkpoint.safetensors")
+        model.eval()
+        cfg: TrainConfig = spec.sections.get("train") or TrainConfig()
+        gen = torch.Generator().manual_seed(cfg.seed + 1000 if seed is None else seed)
+        total: dict[int, list[int]] = {}
+        with torch.no_grad():
+            for _ in range(batches):
+                data = task.sample(batch, gen)
+                for n, (c, t) in task.accuracy_by_length(model(data), data).items():
+                    acc = total.setdefault(n, [0, 0])
+                    acc[0], acc[1] = acc[0] + c, acc[1] + t
+        counts[name] = {n: (c, t) for n, (c, t) in sorted(total.items())}
+        say(f"{name}: " + ", ".join(f"{n}: {c / t:.3f}" for n, (c, t) in counts[name].items()))
+    _plot_by_length(counts, Path(out), batches * batch)
+    return counts
+
+
+def _plot_by_length(counts: dict[str, dict[int, tuple[int, int]]], out: Path, sequences: int) -> None:
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["entry", "length", "exact", "examples", "sequence_accuracy"])
+        for name, rows in counts.items():
+            for n, (c, t) in rows.items():
+                writer.writerow([name, n, c, t, f"{c / t:.4f}"])
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for name, rows in counts.items():
+        ax.plot(list(rows), [c / t for c, t in rows.values()], marker="o", markersize=3, label=name)
+    ax.set_xlabel("source length")
+    ax.set_ylabel("sequence accuracy (exact answers)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"accuracy by length ({sequences:,} fresh sequences per entry, greedy decoding)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)

@@ -493,6 +493,32 @@ def gallery_publish(run: Path, entry: Path, no_render: bool, threads: int | None
     click.echo(f"wrote {entry / 'results.json'}")
 
 
+@gallery.command(name="by-length")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The plot (.png, .svg or .pdf); the counts go to a .csv beside it.")
+@click.option("--batches", type=click.IntRange(1), default=32, show_default=True, help="Evaluation batches.")
+@click.option("--batch", "batch_size", type=click.IntRange(1), default=64, show_default=True, help="Sequences per batch.")
+@click.option("--seed", type=click.IntRange(0), help="Seed of the data [default: train.seed + 1000].")
+@guarded
+def gallery_by_length(names: tuple[str, ...], out: Path, batches: int, batch_size: int, seed: int | None) -> None:
+    """Plot sequence accuracy against source length for entries whose task measures it (e.g. reversal),
+    each from its shipped checkpoint, on the same fresh data.
+
+    \b
+    Example:
+      attngraph gallery by-length reversal-seq2seq reversal-attention -o accuracy_by_length.png
+    """
+    from attngraph.gallery import GalleryError, by_length
+
+    try:
+        by_length(list(names), out, batches=batches, batch=batch_size, seed=seed, say=click.echo)
+    except GalleryError as err:
+        click.echo(f"attngraph: {err}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {out} and {out.with_suffix('.csv')}")
+
+
 @main.command(name="inspect")
 @named_spec_options
 @checkpoint_option

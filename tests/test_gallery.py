@@ -136,3 +136,83 @@ def test_shipped_entry_is_complete_and_its_first_number_reproduces(name, monkeyp
                                     *[a for s in sets[first[0]] for a in ("--set", s)]])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output) == pytest.approx(first[1], rel=1e-4, abs=1e-6)
+
+
+SEQ2SEQ = """\
+attngraph: 1
+name: tiny-reversal
+inputs: {src: {vocab: 4}}
+targets: {tgt: {classes: 5}}
+model:
+  emb: {kind: embedding, size: 6, in: src}
+  enc: {kind: gru, size: 8, in: emb}
+  dec:
+    kind: decode
+    target: tgt
+    max_length: 6
+    body:
+      tok: {kind: embedding, size: 6, in: prev(dec)}
+      att: {kind: attention, score: dot, query: prev(rnn), keys: enc}
+      rnn: {kind: gru, size: 8, in: [tok, att]}
+      logits: {kind: linear, size: 5, in: rnn}
+    output: logits
+outputs: {tgt: {from: dec, loss: cross_entropy}}
+task: {kind: reversal, vocab: 3, length: [1, 5], long: [4, 5]}
+train: {optimizer: adam, lr: 0.01, batch: 8, steps: 10, eval_every: 5, eval_batches: 2, checkpoint_every: 5}
+"""
+
+SEQ2SEQ_ENTRY = """\
+title: A tiny attention reversal
+paper: {cite: "Nobody 2026", metric: sequence_accuracy, value: null, note: "made up for a test"}
+reproduce: attngraph train tiny-reversal --out runs/tiny
+evaluations:
+  - {name: "greedy", set: []}
+  - {name: "beam 3", set: [], beam: 3}
+batches: 2
+batch: 16
+"""
+
+
+def test_seq2seq_entry_evaluates_beam_search_and_plots_accuracy_by_length(tmp_path, monkeypatch):
+    from attngraph.gallery import by_length
+
+    root = tmp_path / "gallery"
+    folder = root / "tiny-reversal"
+    folder.mkdir(parents=True)
+    (folder / "spec.yaml").write_text(SEQ2SEQ)
+    (folder / "entry.yaml").write_text(SEQ2SEQ_ENTRY)
+    (folder / "README.md").write_text(README)
+    Trainer(attngraph.load(folder / "spec.yaml"), tmp_path / "run", quiet=True).run()
+    monkeypatch.setenv("ATTNGRAPH_GALLERY", str(root))
+    results = publish(tmp_path / "run", folder, say=lambda _: None, render=False)
+    assert results["evaluation"]["beams"] == {"beam 3": 3}
+    # the beam row's metrics are those of model.generate(beam=3) on the same data, its loss greedy's
+    spec = attngraph.load(folder / "spec.yaml")
+    model = attngraph.build(spec)
+    from attngraph.training.checkpoint import load_weights
+    load_weights(model, folder / "checkpoint.safetensors")
+    task, seed = spec.sections["task"].eval, results["evaluation"]["seed"]
+    want = evaluate(model, task, 16, 2, torch.Generator().manual_seed(seed), beam=3)
+    assert results["ours"]["beam 3"] == pytest.approx(want)
+    assert results["ours"]["beam 3"]["loss"] == pytest.approx(results["ours"]["greedy"]["loss"])
+
+    counts = by_length(["tiny-reversal"], tmp_path / "plot.png", batches=3, batch=16, seed=7, say=lambda _: None)
+    rows = counts["tiny-reversal"]
+    assert set(rows) <= {1, 2, 3, 4, 5} and sum(t for _, t in rows.values()) == 48
+    data_gen, exact = torch.Generator().manual_seed(7), {}
+    model.eval()
+    with torch.no_grad():
+        for _ in range(3):  # the same data, measured here by the task's own metric per length bucket
+            data = task.sample(16, data_gen)
+            ok = task._scores(model(data), data)[2]
+            for n, good in zip(data["src.mask"].sum(1).tolist(), ok.tolist()):
+                exact[n] = exact.get(n, 0) + int(good)
+    assert {n: c for n, (c, _) in rows.items()} == exact
+    assert (tmp_path / "plot.png").is_file() and (tmp_path / "plot.csv").read_text().startswith("entry,length,exact")
+
+
+def test_by_length_refuses_a_task_that_does_not_measure_it(entry, tmp_path):
+    from attngraph.gallery import by_length
+
+    with pytest.raises(GalleryError, match="tiny-copy: task 'copy' does not measure accuracy by length"):
+        by_length(["tiny-copy"], tmp_path / "x.png", say=lambda _: None)
