@@ -1,10 +1,11 @@
-"""Hand-written PyTorch models with the same math as the benchmark specs (``benchmarks/specs/``, and
-``gallery/ntm-copy/spec.yaml`` for the NTM).
+"""Hand-written PyTorch models with the same math as the benchmark specs (``benchmarks/specs/``,
+``gallery/ntm-copy/spec.yaml`` for the NTM and ``gallery/attention-dates-bahdanau/spec.yaml`` for Bahdanau).
 
 Each is the conventional, idiomatic implementation one would write without attngraph: ``nn.LSTM`` over the
 whole sequence, or ``nn.LSTMCell`` / ``nn.GRUCell`` stepped by a Python loop with the linear head applied at
 every step (as the spec's loop body does); the Neural Turing Machine with its memory addressing written out
-in plain tensor ops. ``weight_map`` maps each compiled-model parameter name to the
+in plain tensor ops; the RNNsearch encoder-decoder with a packed ``nn.GRU`` encoder and an ``nn.GRUCell``
+decoder loop under teacher forcing. ``weight_map`` maps each compiled-model parameter name to the
 hand-written one, so both models can start from identical weights.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
 def bce_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -175,6 +177,76 @@ class NTM(nn.Module):
         return {**_rnn_map("nodes.seq.ctrl.rnn", 1, "cell", cells=True),
                 **_linear_map("nodes.seq.write.fc", "write_head"), **_linear_map("nodes.seq.read.fc", "read_head"),
                 **_linear_map("nodes.seq.y.proj", "head")}
+
+
+class Bahdanau(nn.Module):
+    """(6) RNNsearch (Bahdanau et al. 2015) as ``gallery/attention-dates-bahdanau/spec.yaml``, trained with
+    teacher forcing: an ``nn.Embedding`` and a bidirectional ``nn.GRU`` encoder (packed when the source
+    lengths differ), then an ``nn.GRUCell`` decoder stepped by a Python loop over the target positions.
+
+    Step t reads the embedding of the previous target token (``bos`` at t = 0; the tokens of all steps are
+    known in advance under teacher forcing, so they are embedded in one call before the loop), attends over
+    the encoder states with the additive score vᵀ tanh(W h_{t−1} + U k_s + b) (U k + b computed once per
+    batch; padding masked out before the softmax), feeds [embedding, context] to the cell, and scores the
+    next token with an ``nn.Linear`` on [h_t, context, embedding]. The decoder state starts at zeros.
+    """
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, emb: int = 32, enc: int = 64, attention: int = 64,
+                 dec: int = 128, bos: int = 1):
+        super().__init__()
+        self.dec, self.bos = dec, bos
+        self.src_emb = nn.Embedding(src_vocab, emb)
+        self.encoder = nn.GRU(emb, enc, batch_first=True, bidirectional=True)
+        self.tgt_emb = nn.Embedding(tgt_vocab, emb)
+        self.att_W = nn.Linear(dec, attention, bias=False)
+        self.att_U = nn.Linear(2 * enc, attention)
+        self.att_v = nn.Parameter(torch.empty(attention).uniform_(-attention ** -0.5, attention ** -0.5))
+        self.cell = nn.GRUCell(emb + 2 * enc, dec)
+        self.out = nn.Linear(dec + 2 * enc + emb, tgt_vocab)
+
+    def encode(self, src: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """src (B, S) ids, lengths (B,) or None (no padding) -> encoder states (B, S, 2·enc), zeros at padding."""
+        x = self.src_emb(src)
+        if lengths is None:
+            return self.encoder(x)[0]
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        return pad_packed_sequence(self.encoder(packed)[0], batch_first=True, total_length=src.shape[1])[0]
+
+    def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        """src (B, S) ids, src_mask (B, S) bool, tgt (B, T) ids -> logits (B, T, tgt_vocab)."""
+        lengths = src_mask.sum(1)
+        full = bool((lengths == src.shape[1]).all())  # no padding: no packing, no masking
+        enc = self.encode(src, None if full else lengths)
+        padded = None if full else ~src_mask
+        keys = self.att_U(enc)  # U k + b, once per batch: (B, S, attention)
+        tokens = torch.cat([tgt.new_full((tgt.shape[0], 1), self.bos), tgt[:, :-1]], 1)  # teacher forcing
+        h = enc.new_zeros(tgt.shape[0], self.dec)
+        logits = []
+        for e in self.tgt_emb(tokens).unbind(1):
+            scores = torch.tanh(keys + self.att_W(h).unsqueeze(1)) @ self.att_v  # (B, S)
+            if padded is not None:
+                scores = scores.masked_fill(padded, float("-inf"))
+            alpha = torch.softmax(scores, -1)
+            context = torch.bmm(alpha.unsqueeze(1), enc).squeeze(1)  # (B, 2·enc)
+            h = self.cell(torch.cat([e, context], -1), h)
+            logits.append(self.out(torch.cat([h, context, e], -1)))
+        return torch.stack(logits, 1)
+
+    @staticmethod
+    def loss(logits: torch.Tensor, tgt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy averaged over the target positions ``mask`` marks (the answer and its eos)."""
+        per_token = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), reduction="none").view_as(tgt)
+        mask = mask.float()
+        return (per_token * mask).sum() / mask.sum()
+
+    @staticmethod
+    def weight_map() -> dict[str, str]:
+        encoder = {f"nodes.enc.rnn.{w}_l0{d}": f"encoder.{w}_l0{d}"
+                   for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") for d in ("", "_reverse")}
+        return {"nodes.src_emb.table.weight": "src_emb.weight", **encoder, "nodes.dec.emb.table.weight": "tgt_emb.weight",
+                "nodes.dec.att.W.weight": "att_W.weight", **_linear_map("nodes.dec.att.U", "att_U"),
+                "nodes.dec.att.v": "att_v", **_rnn_map("nodes.dec.rnn.rnn", 1, "cell", cells=True),
+                **_linear_map("nodes.dec.logits.proj", "out")}
 
 
 def _rnn_map(prefix: str, layers: int, name: str, cells: bool) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/run.py              # full run (about 15 minutes on 2 CPU cores)
+    python benchmarks/run.py              # full run (about 18 minutes on 2 CPU cores)
     python benchmarks/run.py --quick      # smoke run (under a minute)
     python benchmarks/run.py --threads 2  # torch.set_num_threads(2) (default 1)
     python benchmarks/run.py --clock cpu  # time this process's CPU time instead of wall time
@@ -41,7 +41,7 @@ from torch import nn
 import attngraph
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/hand.py, however this script is started
-from hand import NTM, LoopFeedback, LoopGRU2, LoopLSTM, LSTMSeq, bce_loss, load_compiled_weights  # noqa: E402
+from hand import NTM, Bahdanau, LoopFeedback, LoopGRU2, LoopLSTM, LSTMSeq, bce_loss, load_compiled_weights  # noqa: E402
 
 SPECS = Path(__file__).resolve().parent / "specs"
 GALLERY = Path(__file__).resolve().parent.parent / "gallery"
@@ -67,10 +67,37 @@ def task_batch(spec: attngraph.Spec, batch: int) -> dict[str, torch.Tensor]:
     return sample
 
 
+def seq2seq_batch(spec: attngraph.Spec, batch: int) -> dict[str, torch.Tensor]:
+    """A batch of the spec's own sequence-to-sequence task as training draws it (``src``, ``src.mask``,
+    ``tgt``, ``tgt.mask``): sources of different lengths, padded, so the compiled model runs its masked
+    forward (packed encoder, attention masked at padding) and the twin packs and masks the same way."""
+    return spec.sections["task"].train.sample(batch, torch.Generator().manual_seed(1))
+
+
+def bits_forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(batch["x"])
+
+
+def bits_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """bce on ``y`` (masked by ``y.mask`` where the batch has one, as the compiled loss)."""
+    mask = batch["y.mask"].float() if "y.mask" in batch else None
+    return bce_loss(model(batch["x"]), batch["y"], mask)
+
+
+def seq2seq_forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(batch["src"], batch["src.mask"], batch["tgt"])
+
+
+def seq2seq_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy on ``tgt``, averaged over the positions ``tgt.mask`` marks (as the compiled loss)."""
+    return model.loss(seq2seq_forward(model, batch), batch["tgt"], batch["tgt.mask"])
+
+
 @dataclass(frozen=True)
 class Case:
-    """One benchmark row: a spec, its hand-written twin (the class and its arguments), a batch size, and
-    how to make the batch from the loaded spec."""
+    """One benchmark row: a spec, its hand-written twin (the class and its arguments), a batch size, how to
+    make the batch from the loaded spec, and how the twin is called on it (its output, compared with the
+    compiled model's output ``output``, and its loss)."""
 
     name: str
     spec: Path
@@ -79,11 +106,19 @@ class Case:
     hand_args: tuple = (N_IN, HIDDEN, N_OUT)
     data: Callable[[attngraph.Spec, int], dict[str, torch.Tensor]] = random_bits
     overrides: tuple[str, ...] = ()  # as `--set` on the command line
+    output: str = "y"  # the compiled model's output (and target) the twin's output is compared with
+    forward: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor] = bits_forward
+    loss: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor] = bits_loss
 
 
 def _ntm_copy(batch: int) -> Case:
     return Case("ntm-copy", GALLERY / "ntm-copy" / "spec.yaml", NTM, batch, hand_args=(9, 100, 8),
                 data=task_batch, overrides=(f"task.length=[{COPY_LENGTH}, {COPY_LENGTH}]",))
+
+
+def _bahdanau(batch: int) -> Case:
+    return Case("attention-dates-bahdanau", GALLERY / "attention-dates-bahdanau" / "spec.yaml", Bahdanau, batch,
+                hand_args=(59, 13), data=seq2seq_batch, output="tgt", forward=seq2seq_forward, loss=seq2seq_loss)
 
 
 CASES = [
@@ -94,6 +129,8 @@ CASES = [
     Case("loop-gru2", SPECS / "loop_gru2.yaml", LoopGRU2, 32),
     _ntm_copy(1),
     _ntm_copy(32),
+    _bahdanau(32),
+    _bahdanau(64),
 ]
 
 
@@ -111,7 +148,7 @@ FULL = Settings(warmup=20, rounds=51, steps=15)
 @dataclass
 class Result:
     case: Case
-    steps: int  # T of the batch
+    steps: int  # T of the batch (of its target: the decoder steps of a seq2seq model)
     compiled_ms: float
     hand_ms: float
     max_diff: float
@@ -157,20 +194,13 @@ def compiled_step(model: attngraph.CompiledModel, batch: dict[str, torch.Tensor]
     return step
 
 
-def hand_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> Callable[[], torch.Tensor]:
-    """The twin's forward + loss (masked by ``y.mask`` where the batch has one, as the compiled loss)."""
-    x, y = batch["x"], batch["y"]
-    mask = batch["y.mask"].float() if "y.mask" in batch else None
-    return lambda: bce_loss(model(x), y, mask)
-
-
-def hand_step(model: nn.Module, batch: dict[str, torch.Tensor]) -> Callable[[], None]:
+def hand_step(case: Case, model: nn.Module, batch: dict[str, torch.Tensor]) -> Callable[[], None]:
+    """One training step (Adam) of the twin: its forward + loss as the case defines them."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    forward_loss = hand_loss(model, batch)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        loss = forward_loss()
+        loss = case.loss(model, batch)
         loss.backward()
         opt.step()
 
@@ -196,12 +226,12 @@ def run_case(case: Case, settings: Settings, clock: Callable[[], float], compile
     batch = case.data(spec, case.batch)
     with torch.no_grad():
         outputs = compiled(batch)
-        max_diff = (outputs["y"] - hand(batch["x"])).abs().max().item()
-        loss_diff = abs(compiled.loss(outputs, batch)[0].item() - hand_loss(hand, batch)().item())
+        max_diff = (outputs[case.output] - case.forward(hand, batch)).abs().max().item()
+        loss_diff = abs(compiled.loss(outputs, batch)[0].item() - case.loss(hand, batch).item())
     if max_diff > AGREE or loss_diff > AGREE:
         raise SystemExit(f"{case.name}: the compiled and hand-written models disagree (max |diff| {max_diff:.2e}, "
                          f"loss |diff| {loss_diff:.2e})")
-    steps = (compiled_step(compiled, batch), hand_step(hand, batch))
+    steps = (compiled_step(compiled, batch), hand_step(case, hand, batch))
     for _ in range(settings.warmup):
         for step in steps:
             step()
@@ -210,7 +240,7 @@ def run_case(case: Case, settings: Settings, clock: Callable[[], float], compile
     for _ in range(settings.rounds):
         for step, out in zip(steps, times):
             out.append(timed(step, settings.steps, clock))
-    return Result(case, batch["x"].shape[1], statistics.median(times[0]), statistics.median(times[1]), max_diff)
+    return Result(case, batch[case.output].shape[1], statistics.median(times[0]), statistics.median(times[1]), max_diff)
 
 
 def in_processes(index: int, argv: list[str], processes: int) -> Result:
@@ -229,15 +259,16 @@ def in_processes(index: int, argv: list[str], processes: int) -> Result:
 
 
 def print_table(results: list[Result]) -> None:
-    print(f"{'model':<15} {'batch':>5} {'compiled ms/step':>17} {'hand ms/step':>13} {'ratio':>7} {'range':>12} "
+    w = max(15, *(len(r.case.name) for r in results))  # the model column
+    print(f"{'model':<{w}} {'batch':>5} {'compiled ms/step':>17} {'hand ms/step':>13} {'ratio':>7} {'range':>12} "
           f"{'max |diff|':>11}")
     for r in results:
-        print(f"{r.case.name:<15} {r.case.batch:>5} {r.compiled_ms:>17.3f} {r.hand_ms:>13.3f} {r.ratio:>7.3f} "
+        print(f"{r.case.name:<{w}} {r.case.batch:>5} {r.compiled_ms:>17.3f} {r.hand_ms:>13.3f} {r.ratio:>7.3f} "
               f"{r.spread:>12} {r.max_diff:>11.1e}")
     print()
-    print(f"{'model':<15} {'batch':>5} {'T':>4} {'compiled seq/s':>15} {'hand seq/s':>11}")
+    print(f"{'model':<{w}} {'batch':>5} {'T':>4} {'compiled seq/s':>15} {'hand seq/s':>11}")
     for r in results:
-        print(f"{r.case.name:<15} {r.case.batch:>5} {r.steps:>4} {r.seqs_per_s(r.compiled_ms):>15.1f} "
+        print(f"{r.case.name:<{w}} {r.case.batch:>5} {r.steps:>4} {r.seqs_per_s(r.compiled_ms):>15.1f} "
               f"{r.seqs_per_s(r.hand_ms):>11.1f}")
     print(f"worst_ratio: {max(r.ratio for r in results):.3f}")
 
