@@ -315,6 +315,8 @@ class CodeGen:
             return self._beam_search(dec, carried, self._reads(dec), token)
         self.line(f"{target} = batch.get({p.target!r})")
         self.line(f"{steps} = {target}.shape[1] if {target} is not None else {p.max_length}")
+        by_step = self.name(f"{name}_target_by_step")  # (T, B), contiguous: one row per step, not a strided column
+        self.line(f"{by_step} = {target}.t().contiguous() if {target} is not None else None")
         carried = self._carried_init(dec)
         reads, accs = self._reads_init(dec)
         watched = self._watched_init(dec)
@@ -332,10 +334,10 @@ class CodeGen:
             self.line(f"{accs[key]}.append({self.value(edge.src, edge.port)})")
         self.line(f"if {force}:")
         if p.teacher_forcing >= 1.0:
-            self.line(f"    {token} = {target}[:, t]")
+            self.line(f"    {token} = {by_step}[t]")
         else:  # each example, each step: the target token with probability teacher_forcing, else its own choice
             self.line(f"    {token} = torch.where(torch.rand(B, device=_f.device) < {p.teacher_forcing!r}, "
-                      f"{target}[:, t], {scores}.detach().argmax(-1))")
+                      f"{by_step}[t], {scores}.detach().argmax(-1))")
         self.line("else:")
         self.line(f"    {token} = {scores}.detach().argmax(-1)")
         self.line(f"    if {target} is None:  # prediction: stop once every example has written eos")
