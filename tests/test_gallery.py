@@ -43,19 +43,23 @@ batches: 4
 README = f"# tiny\n\nintro\n\n{BEGIN}\nold numbers\n{END}\n\nafter\n"
 
 
-@pytest.fixture
-def entry(tmp_path, monkeypatch):
-    """A gallery in tmp_path with one entry, published from a real (tiny) run."""
+def published(tmp_path: Path, monkeypatch, name: str, spec: str, entry_yaml: str, render: bool) -> tuple[Path, dict]:
+    """A gallery in tmp_path (made the gallery root) with entry ``name``, published from a real (tiny) run."""
     root = tmp_path / "gallery"
-    folder = root / "tiny-copy"
+    folder = root / name
     folder.mkdir(parents=True)
-    (folder / "spec.yaml").write_text(SPEC)
-    (folder / "entry.yaml").write_text(ENTRY)
+    (folder / "spec.yaml").write_text(spec)
+    (folder / "entry.yaml").write_text(entry_yaml)
     (folder / "README.md").write_text(README)
     Trainer(attngraph.load(folder / "spec.yaml"), tmp_path / "run", quiet=True).run()
     monkeypatch.setenv("ATTNGRAPH_GALLERY", str(root))
-    results = publish(tmp_path / "run", folder, say=lambda _: None, render=shutil.which("dot") is not None)
-    return folder, results
+    return folder, publish(tmp_path / "run", folder, say=lambda _: None, render=render)
+
+
+@pytest.fixture
+def entry(tmp_path, monkeypatch):
+    """A gallery in tmp_path with one entry, published from a real (tiny) run."""
+    return published(tmp_path, monkeypatch, "tiny-copy", SPEC, ENTRY, shutil.which("dot") is not None)
 
 
 def test_publish_writes_the_evidence_and_remeasures_on_fresh_data(entry):
@@ -176,15 +180,7 @@ batch: 16
 def test_seq2seq_entry_evaluates_beam_search_and_plots_accuracy_by_length(tmp_path, monkeypatch):
     from attngraph.gallery import by_length
 
-    root = tmp_path / "gallery"
-    folder = root / "tiny-reversal"
-    folder.mkdir(parents=True)
-    (folder / "spec.yaml").write_text(SEQ2SEQ)
-    (folder / "entry.yaml").write_text(SEQ2SEQ_ENTRY)
-    (folder / "README.md").write_text(README)
-    Trainer(attngraph.load(folder / "spec.yaml"), tmp_path / "run", quiet=True).run()
-    monkeypatch.setenv("ATTNGRAPH_GALLERY", str(root))
-    results = publish(tmp_path / "run", folder, say=lambda _: None, render=False)
+    folder, results = published(tmp_path, monkeypatch, "tiny-reversal", SEQ2SEQ, SEQ2SEQ_ENTRY, render=False)
     assert results["evaluation"]["beams"] == {"beam 3": 3}
     # the beam row's metrics are those of model.generate(beam=3) on the same data, its loss greedy's
     spec = attngraph.load(folder / "spec.yaml")
