@@ -56,13 +56,16 @@ def inspect(model: CompiledModel, batch: dict[str, torch.Tensor], out: Path, tas
     return written
 
 
+def _node(model: CompiledModel, name: str):
+    """The component node a recorded port (``"dec.att.weights"``) belongs to."""
+    dotted = name.rsplit(".", 1)[0]
+    return next((n for n in model.ir.nodes() if not n.is_scope and n.dotted == dotted), None)
+
+
 def _layout(model: CompiledModel, name: str):
-    dotted, port = name.rsplit(".", 1)
-    for node in model.ir.nodes():
-        if not node.is_scope and node.dotted == dotted:
-            t = node.types.get(port)
-            return t.layout if t is not None else None
-    return None
+    node = _node(model, name)
+    t = node.types.get(name.rsplit(".", 1)[1]) if node is not None else None
+    return t.layout if t is not None else None
 
 
 def _io_picture(model: CompiledModel, batch, predictions, path: Path) -> Path | None:
@@ -140,20 +143,21 @@ def _alignment_picture(model: CompiledModel, name: str, weights: torch.Tensor, b
     """A decoder's attention as Bahdanau et al. (2015) draw it: output tokens (rows) × source positions
     (columns), white = 1. Axes are labelled with the task's symbols when it names them."""
     plt = _plt()
-    node = next(n for n in model.ir.nodes() if not n.is_scope and n.dotted == name.rsplit(".", 1)[0])
-    keys = node.inputs[node.cls.mask_for][0].type.time if node.cls.mask_for else None
-    decoder = next((o for o in model.ir.outputs.values() if o.edge.into and any(
-        s.kind == "decode" and node in s.body.nodes.values() for s in o.edge.into)), None)
+    node = _node(model, name)
+    keys = node.inputs[node.cls.mask_for][0].type.time if node.cls.mask_for else None  # an input's time axis
+    dec = node.scope.frame.owner  # the decoder whose steps are the rows (None: attention outside any loop)
+    output = next((o for o in model.ir.outputs.values() if dec in o.edge.into), None) \
+        if dec is not None and dec.kind == "decode" else None
     src = batch.get(keys)[0].tolist() if keys in batch else list(range(weights.shape[1]))
     s_mask = batch.get(f"{keys}.mask")
     n_src = int(s_mask[0].sum()) if s_mask is not None else len(src)
-    out_ids = predictions[decoder.name][0].tolist() if decoder is not None else list(range(weights.shape[0]))
-    eos = decoder.edge.into[0].p.eos if decoder is not None else None
+    out_ids = predictions[output.name][0].tolist() if output is not None else list(range(weights.shape[0]))
+    eos = dec.p.eos if output is not None else None
     n_out = next((i + 1 for i, t in enumerate(out_ids) if t == eos), len(out_ids))
     w = weights[:n_out, :n_src].float().numpy()
     fig, ax = plt.subplots(figsize=(1.2 + 0.32 * n_src, 1.2 + 0.32 * n_out))
     ax.imshow(w, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="equal")
-    src_names, out_names = vocab.get(keys), vocab.get(decoder.edge.into[0].p.target) if decoder else None
+    src_names, out_names = vocab.get(keys), vocab.get(dec.p.target) if output is not None else None
     ax.set_xticks(range(n_src), [src_names[i] if src_names else str(i) for i in src[:n_src]], fontsize=8)
     ax.set_yticks(range(n_out), [out_names[i] if out_names else str(i) for i in out_ids[:n_out]], fontsize=8)
     ax.xaxis.tick_top()

@@ -240,7 +240,7 @@ class Builder:
             self.diags.error(ref.pos, label, f"unknown node '{first}'", did_you_mean(first, visible))
             return None
         head = s.nodes[first]
-        if (ref.prev and len(ref.parts) == 1 and head.is_scope and getattr(head.cls, "feeds_back", False)
+        if (ref.prev and len(ref.parts) == 1 and head.is_scope and head.cls.feeds_back
                 and dst is not None and scope.frame.owner is head):  # prev(decoder) in its body: its last token
             edge = Edge(head, "token", ref, param, index, dst, (), label=label)
             self.all_edges.append(edge)
@@ -255,7 +255,7 @@ class Builder:
         if inside is not None:
             hint = (f"inside the body, name the node itself ({target.name}), or prev({target.name}) "
                     "for its previous value")
-            if getattr(inside.cls, "feeds_back", False) and inside is scope.frame.owner:
+            if inside.cls.feeds_back and inside is scope.frame.owner:
                 hint = f"prev({inside.name}) is the token it emitted at the previous step"
             self.diags.error(ref.pos, label, f"'{ref}' reads the whole {inside.kind} '{inside.name}' from inside "
                              "its body", hint)

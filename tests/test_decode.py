@@ -197,3 +197,22 @@ def test_generate_ignores_targets_and_restores_training_mode():
     without = model.generate({"src": data["src"], "src.mask": data["src.mask"]}, beam=3)["tgt"]
     assert model.training
     assert torch.equal(with_target, without)
+
+
+def test_inspect_draws_the_decoder_alignment_with_the_task_symbols(tmp_path):
+    from attngraph.inspect import inspect
+
+    spec_path = tmp_path / "att.yaml"
+    spec_path.write_text(SPEC.read_text().replace(
+        "      rnn: {kind: gru, size: 8, in: [emb, summary]}",
+        "      att: {kind: attention, score: general, query: prev(rnn), keys: enc}\n"
+        "      rnn: {kind: gru, size: 8, in: [emb, att]}") + "task: {kind: reversal, vocab: 5, length: [3, 3]}\n")
+    spec = attngraph.load(spec_path)
+    model, task = attngraph.build(spec), spec.sections["task"].eval
+    data = task.sample(1, torch.Generator().manual_seed(0))
+    written = inspect(model, data, tmp_path / "pics", task)
+    assert tmp_path / "pics" / "alignment-dec.att.png" in written
+    from safetensors.torch import load_file
+    weights = load_file(str(tmp_path / "pics" / "record.safetensors"))["record.dec.att.weights"]
+    assert weights.shape[1] == 3 and weights.shape[0] <= 4  # output steps x source positions
+    torch.testing.assert_close(weights.sum(1), torch.ones(weights.shape[0]))

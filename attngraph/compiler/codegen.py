@@ -141,12 +141,9 @@ class CodeGen:
                 args.append(exprs[0])
             else:
                 args.append(f"torch.cat([{', '.join(exprs)}], -1)")
-        if cls.mask_for is not None:  # the validity mask of that input's time axis, where the batch has one
-            t = node.in_types.get(cls.mask_for)
-            t = t[0] if isinstance(t, list) else t
-            mask = self.masks.get(t.time) if self.masked and t is not None and t.time else None
-            mask = self.expanded.get(mask, mask)
-            args.append(f"mask={mask}")
+        if cls.mask_for is not None:
+            mask = self._mask_of(node)
+            args.append(f"mask={self.expanded.get(mask, mask)}")
         outs = ", ".join(self.value(node, port) for port in cls.ports)
         in_step = frame.owner is not None
         if cls.stateful and in_step:
@@ -234,6 +231,13 @@ class CodeGen:
         self.step_mask = outer_mask
         self.depth -= 1
         self._stack_reads(loop, reads, accs, watched, reverse)
+
+    def _mask_of(self, node: NodeIR) -> str | None:
+        """The variable holding the validity mask of the time axis of ``node``'s ``mask_for`` input (None:
+        unmasked variant, or an axis without one)."""
+        t = node.in_types.get(node.cls.mask_for)
+        t = t[0] if isinstance(t, list) else t
+        return self.masks.get(t.time) if self.masked and t is not None and t.time else None
 
     def _carried_init(self, loop: NodeIR) -> dict[tuple, Edge]:
         """Before a step loop: every stateful body node's initial state, every prev() value's initial value."""
@@ -355,19 +359,15 @@ class CodeGen:
         self.beam_b = self.name("B_examples")
         self.line(f"{width} = self._beam or {dec.p.beam}")
         self.line(f"{self.beam_b} = B")
-        outside = {}
+        outside: dict[str, None] = {}  # variables, in order of first read
         for node in nodes_in(dec.body):
-            for edge in [] if node.is_scope else node.edges():
-                if edge.prev or edge.element_of is not None or unit_in(edge.src, dec.body) is not None:
-                    continue
-                if edge.src is dec:
-                    continue
-                outside.setdefault(self.expr(edge), edge)
-            if not node.is_scope and node.cls.mask_for is not None and self.masked:
-                t = node.in_types.get(node.cls.mask_for)
-                t = t[0] if isinstance(t, list) else t
-                if t is not None and t.time in self.masks:
-                    outside.setdefault(self.masks[t.time], None)
+            if node.is_scope:
+                continue
+            for edge in node.edges():  # prev(), a loop's element and values computed in the body are per beam
+                if not edge.prev and edge.element_of is None and unit_in(edge.src, dec.body) is None:
+                    outside.setdefault(self.expr(edge))
+            if node.cls.mask_for is not None and self._mask_of(node) is not None:
+                outside.setdefault(self._mask_of(node))
         for var in outside:
             self.expanded[var] = rep = self.name(f"{var}_beams")
             self.line(f"{rep} = {var}.repeat_interleave({width}, 0)")
@@ -385,7 +385,8 @@ class CodeGen:
             if (id(edge.src), edge.port) != (id(inner), port):
                 raise ValueError(f"beam search: '{edge.ref}' reads '{edge.src.dotted}' out of decode '{dec.dotted}'; "
                                  f"under beam search only its output ('{p.output}') can be read")
-        K, b0, V = self.beam_k, self.beam_b, self.name("V")
+        K, b0, V = self.beam_k, self.beam_b, dec.types["token"].size
+        finished = self.name(f"{name}_finished_row")
         score, done, length, hist, rows = (self.name(f"{name}_{v}") for v in ("score", "done", "length", "hist", "rows"))
         self.line(f"{score} = torch.zeros(({b0}, {K}), dtype=_f.dtype, device=_f.device)")
         self.line(f"{score}[:, 1:] = -float('inf')  # at first all K beams are the same: keep one")
@@ -394,6 +395,8 @@ class CodeGen:
         self.line(f"{length} = torch.zeros((B,), dtype=_f.dtype, device=_f.device)")
         self.line(f"{hist} = torch.zeros((B, 0), dtype=torch.long, device=_f.device)")
         self.line(f"{rows} = (torch.arange({b0}, device=_f.device) * {K}).unsqueeze(1)")
+        self.line(f"{finished} = torch.full((1, {V}), -float('inf'), dtype=_f.dtype, device=_f.device)"
+                  f".index_fill(1, torch.tensor([{p.eos}], device=_f.device), 0.0)  # a finished beam: eos, at no cost")
         self.line(f"for t in range({p.max_length}):")
         self.depth += 1
         outer_mask, self.step_mask = self.step_mask, None
@@ -402,9 +405,7 @@ class CodeGen:
         scores = self.value(inner, port)
         logp = self.name(f"{name}_logp")
         self.line(f"{logp} = torch.log_softmax({scores}.detach().to(_f.dtype), -1)")
-        self.line(f"{logp} = torch.where({done}.unsqueeze(1), torch.full_like({logp}, -float('inf'))"
-                  f".index_fill(1, torch.tensor([{p.eos}], device=_f.device), 0.0), {logp})")
-        self.line(f"{V} = {logp}.shape[1]")
+        self.line(f"{logp} = torch.where({done}.unsqueeze(1), {finished}, {logp})")
         top, idx, src = (self.name(f"{name}_{v}") for v in ("top", "idx", "from"))
         self.line(f"{top}, {idx} = ({score}.unsqueeze(1) + {logp}).reshape({b0}, -1).topk({K}, 1)")
         self.line(f"{src} = ({rows} + torch.div({idx}, {V}, rounding_mode='floor')).reshape(B)")

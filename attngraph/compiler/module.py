@@ -87,7 +87,7 @@ class CompiledModel(nn.Module):
             raise ValueError(f"model '{self.ir.name}' has no decode scope to generate with")
         if beam is not None and beam < 1:
             raise ValueError(f"beam width must be at least 1, not {beam}")
-        masked = any(key in batch and not bool(batch[key].all()) for key in self._input_masks)
+        masked = self._needs_masks(batch)
         if masked not in self._forward_beam:
             self._forward_beam[masked] = compile_forward(self.ir, masked=masked, beam=True)[1]
         was_training, self._beam = self.training, beam or 0
@@ -98,12 +98,12 @@ class CompiledModel(nn.Module):
             self.train(was_training)
             self._beam = 0
 
+    def _needs_masks(self, batch: dict[str, torch.Tensor]) -> bool:
+        """Whether an input mask marks padding (an all-true mask, e.g. a batch of one, needs no masking)."""
+        return any(key in batch and not bool(batch[key].all()) for key in self._input_masks)
+
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        for key in self._input_masks:  # an all-true mask (e.g. a batch of one) needs no masking per step
-            mask = batch.get(key)
-            if mask is not None and not bool(mask.all()):
-                return self._forward_masked(self, batch)
-        return self._forward(self, batch)
+        return self._forward_masked(self, batch) if self._needs_masks(batch) else self._forward(self, batch)
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

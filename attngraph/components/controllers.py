@@ -26,10 +26,6 @@ _PARAMS = {
 }
 
 
-def _bidirectional(p) -> bool:
-    return getattr(p, "bidirectional", False) is True  # absent: a node built by hand before the parameter existed
-
-
 class _Recurrent(Component):
     """Shared machinery; subclasses set ``_torch_cls``, ``_states`` (tensors per layer) and ``_cell``."""
 
@@ -39,7 +35,7 @@ class _Recurrent(Component):
     @classmethod
     def infer(cls, p, ins, step):
         t = ins["in"]
-        if step and _bidirectional(p):
+        if step and p.bidirectional:
             raise ShapeError(f"a bidirectional {cls.kind} reads the whole sequence; it cannot run one step at a "
                              f"time inside a loop", hint="use it outside the loop, as an encoder")
         if t.index:
@@ -51,17 +47,17 @@ class _Recurrent(Component):
         if not step and not t.time:
             raise ShapeError(f"outside a loop, {cls.kind} runs over a sequence but receives one vector per "
                              f"example ({t})", "in", hint="put it in a loop body to use it as a cell")
-        return {"out": VType(p.size * (2 if _bidirectional(p) else 1), t.time)}
+        return {"out": VType(p.size * (2 if p.bidirectional else 1), t.time)}
 
     @classmethod
     def static_type(cls, p, port):
         t = super().static_type(p, port)
-        return VType(2 * t.size) if t is not None and _bidirectional(p) else t
+        return VType(2 * t.size) if t is not None and p.bidirectional is True else t
 
     def __init__(self, p, ins, outs):
         super().__init__()
         self.size, self.layers = p.size, p.layers
-        self.directions = 2 if _bidirectional(p) else 1
+        self.directions = 2 if p.bidirectional else 1
         self.rnn = self._make(ins["in"].size, p)
         self._flat = self.rnn._flat_weights
         self.init_kind = p.init
@@ -69,7 +65,7 @@ class _Recurrent(Component):
             self.state0 = nn.Parameter(torch.zeros(self._states * p.layers * self.directions, p.size))
 
     def _make(self, in_size: int, p) -> nn.RNNBase:
-        return self._torch_cls(in_size, p.size, p.layers, batch_first=True, bidirectional=_bidirectional(p))
+        return self._torch_cls(in_size, p.size, p.layers, batch_first=True, bidirectional=p.bidirectional)
 
     def init_state(self, batch, like):
         """``states·layers·directions`` tensors (B, size), state fastest, then direction, then layer: (h_0, c_0,
@@ -150,4 +146,4 @@ class RNN(_OneStateCell):
     def _make(self, in_size, p):
         self._cell = torch.rnn_tanh_cell if p.nonlinearity == "tanh" else torch.rnn_relu_cell
         return nn.RNN(in_size, p.size, p.layers, nonlinearity=p.nonlinearity, batch_first=True,
-                      bidirectional=_bidirectional(p))
+                      bidirectional=p.bidirectional)

@@ -26,6 +26,7 @@ class ScopeKind:
     doc: ClassVar[str] = ""
     params: ClassVar[dict[str, Param]] = {}
     inline: ClassVar[bool] = False
+    feeds_back: ClassVar[bool] = False  # prev(<this scope>) inside its body is its previous output (a decoder's token)
 
     @classmethod
     def check(cls, node: NodeIR, diags, ir: IR | None = None) -> bool:

@@ -36,7 +36,7 @@ from .base import ScopeKind, scope
 class Decode(ScopeKind):
     """Autoregressive decoder: runs its body once per output token, fed prev(<this node>), its last token."""
 
-    feeds_back = True  # prev(<this scope>) inside its body is the previous token (resolve.py)
+    feeds_back = True  # prev(<this scope>) inside its body: the previous token (resolve.py)
     params = {
         "target": Param(Str(), doc="the target (declared with classes:) whose tokens the decoder writes"),
         "max_length": Param(Int(min=1), 50, "most steps when the batch holds no target (prediction)"),

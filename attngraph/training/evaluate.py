@@ -47,9 +47,8 @@ def evaluate(model: torch.nn.Module, task: Task, batch: int, batches: int, gen: 
             data = to_device(shard(data, world) if world.distributed else data, device)
             outputs = forward(data)
             terms = model.loss_terms(outputs, data)
-            if beam is not None:
-                inputs = {k: v for k, v in data.items() if k.split(".")[0] in model.ir.inputs}
-                outputs = {**outputs, **model.generate(inputs, beam=beam)}
+            if beam is not None:  # generate() never reads the targets the batch holds
+                outputs = {**outputs, **model.generate(data, beam=beam)}
             metrics = task.metrics(outputs, data)
             keys = list(terms)
             values = [float(metrics[n]) for n in names]
