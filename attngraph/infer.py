@@ -25,6 +25,8 @@ class Inferer:
         self.frame(self.ir.root, step=False)
         for out in self.ir.outputs.values():
             self.edge_type(out.edge)
+        for edge in self.ir.ponders.values():
+            self.edge_type(edge)
         if not self.diags.errors:
             self.check_inferred()
         for edge in self.guesses:

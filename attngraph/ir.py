@@ -34,6 +34,7 @@ class NodeIR:
     key_pos: dict[str, Pos] = field(default_factory=dict)
     value_pos: dict[str, Pos] = field(default_factory=dict)  # where each parameter's value is written
     default: tuple[NodeIR, str, tuple[NodeIR, ...]] | None = None  # a scope's output: body node, port, scopes entered
+    refs: dict[str, tuple[NodeIR, str, tuple[NodeIR, ...]]] = field(default_factory=dict)  # a scope's body_refs, resolved
 
     @property
     def dotted(self) -> str:
@@ -114,6 +115,7 @@ class IR:
     graph: nx.DiGraph
     edges: list[Edge]  # every resolved reference, outputs' included
     name: str = "model"
+    ponders: dict[str, Edge] = field(default_factory=dict)  # halting scope (dotted) -> its ponder steps read from the root
 
     def nodes(self) -> list[NodeIR]:
         """Every component and scope node, depth first in spec order."""

@@ -67,9 +67,10 @@ class Builder:
         for node in self._walk(scope):
             self._resolve_node(node)
         outputs = self._outputs(root.get("outputs"), scope, targets)
+        ponders = self._ponders(scope)
         order: dict[int, list[NodeIR]] = {}
         self._order(scope, order)
-        ir = IR(scope, inputs, targets, outputs, order, self.graph, self.all_edges)
+        ir = IR(scope, inputs, targets, outputs, order, self.graph, self.all_edges, ponders=ponders)
         if not self.diags.errors:
             Inferer(ir, self.diags).run()
             self._check_outputs(ir)
@@ -190,31 +191,35 @@ class Builder:
                 self._expected(body or decl, f"{ypath}.body", f"a '{kind}' scope needs a body: a mapping of nodes")
             else:
                 self._body(body, f"{ypath}.body", path, node.body)
-                self._default_output(node, decl.get("output"))
+                node.default = self._body_ref(node, "output", decl.get("output"))
+                for param in cls.body_refs:
+                    found = self._body_ref(node, param, decl.get(param))
+                    if found is not None:
+                        node.refs[param] = found
         elif "body" in decl.value:
             self.diags.error(decl.key_pos["body"], f"{ypath}.body", f"'{kind}' is a component, not a scope: it has no body")
         return node
 
-    def _default_output(self, node: NodeIR, written: Node | None) -> None:
-        """Resolve a scope's ``output:`` (a body node, node.port or scope.node) once, reported where it is written."""
-        text = node.p.output
+    def _body_ref(self, node: NodeIR, param: str, written: Node | None) -> tuple[NodeIR, str, tuple] | None:
+        """Resolve a scope parameter naming a body value (``output:``, a halting scope's ``halt:``): a body
+        node, node.port or scope.node; errors are reported where it is written."""
+        text = getattr(node.p, param)
         if written is None or not isinstance(text, str):
-            return
-        label = f"{node.ypath}.output"
+            return None
+        label = f"{node.ypath}.{param}"
         if not PATH_RE.match(text):
-            self.diags.error(written.pos, label, f"malformed output '{text}'", "name a body node: node, node.port or scope.node")
-            return
+            self.diags.error(written.pos, label, f"malformed {param} '{text}'", "name a body node: node, node.port or scope.node")
+            return None
         first, *rest = text.split(".")
         body = node.body
         if first not in body.nodes:
             if first not in body.broken:
                 self.diags.error(written.pos, label, f"scope '{node.name}' has no node '{first}'",
                                  did_you_mean(first, body.nodes))
-            return
+            return None
         through: list[NodeIR] = []
         found = self._descend(body.nodes[first], rest, through, written.pos, label)
-        if found is not None:
-            node.default = (*found, tuple(through))
+        return None if found is None else (*found, tuple(through))
 
     def _walk(self, scope: ScopeIR):
         for node in list(scope.nodes.values()):
@@ -269,6 +274,8 @@ class Builder:
         if found is None:
             return None
         target, port = found
+        if target.is_scope and not self._scope_port_ok(target, port, scope, ref, label):
+            return None
         inside = next((o for o in into if not o.cls.inline and any(sc.owner is o for sc in scope_chain(scope))), None)
         if inside is not None:
             hint = (f"inside the body, name the node itself ({target.name}), or prev({target.name}) "
@@ -294,6 +301,21 @@ class Builder:
             self.graph.add_edge(target.dotted, dst.dotted, prev=ref.prev, port=port, param=param)
         return edge
 
+    def _scope_port_ok(self, owner: NodeIR, port: str, scope: ScopeIR, ref: Ref, label: str) -> bool:
+        """A scope's own value is read where it exists: ``inside`` ports (a first-step flag) from its body,
+        ``outside`` ports (what it computed, e.g. a ponder cost) from outside it."""
+        where, what = owner.cls.ports[port]
+        in_body = any(sc.owner is owner for sc in scope_chain(scope))
+        if where == "inside" and not in_body:
+            self.diags.error(ref.pos, label, f"'{ref}' ({what}) exists only inside the body of {owner.kind} "
+                             f"'{owner.name}'", f"read it from a node of '{owner.name}''s body")
+            return False
+        if where == "outside" and in_body:
+            self.diags.error(ref.pos, label, f"'{ref}' ({what}) is known only once {owner.kind} '{owner.name}' "
+                             "has finished", f"read it from outside '{owner.name}', e.g. in an output")
+            return False
+        return True
+
     def _descend(self, target: NodeIR, parts: list[str], into: list[NodeIR], pos: Pos, label: str
                  ) -> tuple[NodeIR, str] | None:
         """Follow ``parts`` from ``target``: nodes inside scope bodies, then at most one port; a scope read as a
@@ -302,6 +324,12 @@ class Builder:
         i = 0
         while target.is_scope and i < len(parts):
             body, name = target.body, parts[i]
+            if name not in body.nodes and name in target.cls.ports:  # a value of the scope itself (act.cost)
+                if len(parts) > i + 1:
+                    self.diags.error(pos, label, f"'{name}' of scope '{target.name}' has no port "
+                                     f"'{'.'.join(parts[i + 1:])}'", f"read it as {target.name}.{name}")
+                    return None
+                return target, name
             if name not in body.nodes:
                 if body.complete and name not in body.broken:
                     self.diags.error(pos, label, f"scope '{target.name}' has no node '{name}'", did_you_mean(name, body.nodes))
@@ -417,6 +445,18 @@ class Builder:
         self._check_rewards(out, node)
         return out
 
+    def _ponders(self, scope: ScopeIR) -> dict[str, Edge]:
+        """Every halting scope's ``steps`` read from the root, for the ``mean_ponder`` metric (not a
+        reference anyone wrote: it does not count as a use of the scope)."""
+        out: dict[str, Edge] = {}
+        for node in self._walk(scope):
+            if node.is_scope and node.cls.halting and node.body.complete:
+                ref = Ref((*node.path, "steps"), False, 0, node.pos, f"{node.dotted}.steps")
+                edge = self.resolve(ref, scope, f"{node.ypath}", None, "from", 0)
+                if edge is not None:
+                    out[node.dotted] = edge
+        return out
+
     def _penalty_ok(self, name: str, decl: Node, p: dict, names: list[str]) -> bool:
         """A loss without a target (doubly_stochastic, reinforce): no 'target:'; reinforce names its reward
         (checked against the other outputs once they are all built: :meth:`_check_rewards`)."""
@@ -466,7 +506,9 @@ class Builder:
                 self.diags.error(out.pos, f"outputs.{out.name}", f"{what}: {err.message}", err.hint)
 
     def _warn_unused(self, ir: IR) -> None:
-        used = {id(e.src) for e in self.all_edges} | {id(s) for e in self.all_edges for s in e.into}
+        written = [e for e in self.all_edges if e not in ir.ponders.values()]
+        used = {id(e.src) for e in written} | {id(s) for e in written for s in e.into}
+        used |= {id(ref[0]) for n in ir.nodes() if n.is_scope for ref in n.refs.values()}  # e.g. an act's halt
         for node in [*ir.inputs.values(), *ir.nodes()]:
             if id(node) in used:
                 continue

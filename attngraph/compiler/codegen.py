@@ -8,6 +8,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import linecache
+import math
 import re
 import symtable
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from collections.abc import Callable
 import torch
 
 from ..ir import IR, Edge, NodeIR, ScopeIR, nodes_in, unit_in
+from .runtime import halt_keep, halt_mix, ponder_stack
 
 
 class CodeGen:
@@ -42,6 +44,8 @@ class CodeGen:
         self.lengths: dict[str, str] = {}  # time axis -> variable holding its (B,) lengths (masked variant)
         self.masks: dict[str, str] = {}  # time axis -> variable holding its (B, T) mask (masked variant)
         self.state: dict[int, str] = {}  # id(node) -> variable holding a stateful node's recurrent state
+        # PonderNet: (id(scope), read key) -> expressions of (per-step values (B, [T,] M, ...), weights (B, [T,] M))
+        self.parts: dict[tuple, tuple[str, str]] = {}
 
     # ------------------------------------------------------------------------------------------- helpers
     def name(self, hint: str) -> str:
@@ -72,8 +76,15 @@ class CodeGen:
             return self.prev[(id(edge.src), edge.port)]
         loops = [s for s in edge.into if not s.cls.inline]
         if loops:
-            return self.expanded.get(out := self.stacked[(id(loops[0]), edge.key())], out)
+            return self.expanded.get(out := self.stacked[(id(loops[0]), _key_from(edge, loops[0]))], out)
         return self.expanded.get(out := self.value(edge.src, edge.port), out)
+
+    def _inside(self, edge: Edge, scope: NodeIR) -> str:
+        """The variable holding ``edge``'s value where it leaves ``scope``'s body: the body node's own value, or
+        what a scope nested in the body made of it (a halting scope's mean over its ponder steps)."""
+        into = edge.into[edge.into.index(scope) + 1:]
+        inner = next((s for s in into if not s.cls.inline), None)
+        return self.value(edge.src, edge.port) if inner is None else self.stacked[(id(inner), _key_from(edge, inner))]
 
     # ------------------------------------------------------------------------------------------- function
     def function(self) -> str:
@@ -92,12 +103,25 @@ class CodeGen:
         if self.masked:
             self._masks()
         self.frame(ir.root)
-        outs = ", ".join(f"{name!r}: {self.expr(o.edge)}" for name, o in ir.outputs.items()
-                         if o.edge.key() not in self.unavailable)
+        outs = ", ".join([f"{name!r}: {self.expr(o.edge)}" for name, o in ir.outputs.items()
+                          if not self._unavailable(o.edge)]
+                         + [f"{'ponder:' + dotted!r}: {self.expr(e)}" for dotted, e in ir.ponders.items()
+                            if not self._unavailable(e)]
+                         + [f"{name + '.ponder_' + what!r}: {expr}" for name, o in ir.outputs.items()
+                            for what, expr in zip(("values", "p"), self._parts_of(o.edge))])
         self.line(f"return {{{outs}}}" + (", _rec" if self.record else ""))
         header = ["def forward(self, batch):", "    nodes = self.nodes"]
         steps = [line + "\n" for line in self.hoisted]  # top-level step functions, before forward
         return "".join(steps) + ("\n" if steps else "") + "\n".join(header + binds + self.lines[body_start:]) + "\n"
+
+    def _parts_of(self, edge: Edge) -> tuple[str, ...]:
+        """A PonderNet output's (per-step values, weights) expressions where the model returns it (else ())."""
+        loops = [s for s in edge.into if not s.cls.inline]
+        return self.parts.get((id(loops[0]), _key_from(edge, loops[0])), ()) if loops else ()
+
+    def _unavailable(self, edge: Edge) -> bool:
+        loops = [s for s in edge.into if not s.cls.inline]
+        return bool(loops) and (id(loops[0]), _key_from(edge, loops[0])) in self.unavailable
 
     def _bindings(self) -> list[str]:
         out = []
@@ -160,7 +184,7 @@ class CodeGen:
             self.line(f"{outs} = {mod}({', '.join(args)}, {self.lengths[node.types['out'].time]})")
         else:
             self.line(f"{outs} = {mod}({', '.join(args)})")
-        if self.record:
+        if self.record and not _in_halting(node):  # a halting scope records its mean over ponder steps
             for port in cls.watch:
                 key = (id(node), port)
                 if key in self.recs:
@@ -183,6 +207,7 @@ class CodeGen:
                       else f"{steps[-1]} = {seq}.unbind(1)")
         carried = self._carried_init(loop)
         reads, accs = self._reads_init(loop)
+        part_accs = self._parts_init(loop, reads)
         watched = self._watched_init(loop)
         order = f"range(len({steps[0]}) - 1, -1, -1)" if reverse else f"range(len({steps[0]}))"
         elements = []
@@ -212,7 +237,7 @@ class CodeGen:
             self.line(f"def {fn}({', '.join(params)}):")
             self.depth += 1
             self._body(loop, carried)
-            outs = [self.value(e.src, e.port) for e in reads.values()]
+            outs = [self._inside(e, loop) for e in reads.values()]
             self.line(f"return {_tuple(carry)}, {_tuple(outs)}")
             self.lines, self.depth = outer_lines, outer_depth
             if self.frees is not None:
@@ -229,10 +254,36 @@ class CodeGen:
                 self.line(text)
             self._body(loop, carried)
         for key, edge in reads.items():
-            self.line(f"{accs[key]}.append({self.value(edge.src, edge.port)})")
+            self.line(f"{accs[key]}.append({self._inside(edge, loop)})")
+        self._parts_collect(loop, reads, part_accs)
         self.step_mask = outer_mask
         self.depth -= 1
         self._stack_reads(loop, reads, accs, watched, reverse)
+        for key, (vals, ws) in part_accs.items():
+            order = "[::-1]" if reverse else ""
+            self.parts[(id(loop), key)] = (f"torch.stack({vals}{order}, 1)", f"torch.stack({ws}{order}, 1)")
+
+    def _parts_init(self, loop: NodeIR, reads: dict[tuple, Edge]) -> dict[tuple, tuple[str, str]]:
+        """Before a loop: lists for the per-ponder-step values and weights of the PonderNet scopes nested in
+        its body, for the reads that carry them to a loss (they stack on the time axis)."""
+        out = {}
+        outputs = {id(o.edge) for o in self.ir.outputs.values() if o.target is not None}
+        for key, edge in reads.items():
+            into = edge.into[edge.into.index(loop) + 1:]
+            if id(edge) in outputs and any(s.kind == "pondernet" for s in into):
+                out[key] = vals, ws = tuple(self.name(f"acc_{'_'.join(edge.src.path)}_{v}")
+                                            for v in ("per_step", "p_per_step"))
+                self.line(f"{vals}, {ws} = [], []")
+        return out
+
+    def _parts_collect(self, loop: NodeIR, reads: dict[tuple, Edge], accs: dict[tuple, tuple[str, str]]) -> None:
+        """In the loop's body, after it: this step's per-ponder-step values and weights (see _parts_init)."""
+        for key, (vals, ws) in accs.items():
+            edge = reads[key]
+            inner = next(s for s in edge.into[edge.into.index(loop) + 1:] if not s.cls.inline)
+            found = self.parts[(id(inner), _key_from(edge, inner))]
+            self.line(f"{vals}.append({found[0]})")
+            self.line(f"{ws}.append({found[1]})")
 
     def _mask_of(self, node: NodeIR) -> str | None:
         """The variable holding the validity mask of the time axis of ``node``'s ``mask_for`` input (None:
@@ -242,27 +293,34 @@ class CodeGen:
         return self.masks.get(t.time) if self.masked and t is not None and t.time else None
 
     def _carried_init(self, loop: NodeIR) -> dict[tuple, Edge]:
-        """Before a step loop: every stateful body node's initial state, every prev() value's initial value."""
-        for node in self.ir.units(loop.body):
-            if not node.is_scope and node.cls.stateful:
-                self.state[id(node)] = s = self.name(f"s_{'_'.join(node.path)}")
-                self.line(f"{s} = {self.modules[id(node)]}.init_state(B, _f)")
+        """Before a step loop: every stateful body node's initial state, every prev() value's initial value;
+        returns the prev() values of the loop's own body. A halting scope in the body carries its body's
+        state from step to step of the loop, so that state starts here too (it is set up once: a halting
+        scope outside any loop sets up its own)."""
+        frames = _carrying_frames(self.ir, loop)
+        for frame in frames:
+            for node in self.ir.units(frame):
+                if not node.is_scope and node.cls.stateful and id(node) not in self.state:
+                    self.state[id(node)] = s = self.name(f"s_{'_'.join(node.path)}")
+                    self.line(f"{s} = {self.modules[id(node)]}.init_state(B, _f)")
         carried: dict[tuple, Edge] = {}
         for edge in self.ir.edges:
-            if edge.prev and not edge.src.is_scope and edge.src.scope.frame is loop.body:
-                carried.setdefault((id(edge.src), edge.port), edge)
-        for key, edge in carried.items():
-            self.prev[key] = p = self.name(f"prev_{'_'.join(edge.src.path)}")
-            self.line(f"{p} = {self._initial(edge)}")
+            if edge.prev and not edge.src.is_scope and any(edge.src.scope.frame is f for f in frames):
+                key = (id(edge.src), edge.port)
+                if edge.src.scope.frame is loop.body:
+                    carried.setdefault(key, edge)
+                if key not in self.prev:
+                    self.prev[key] = p = self.name(f"prev_{'_'.join(edge.src.path)}")
+                    self.line(f"{p} = {self._initial(edge)}")
         return carried
 
     def _reads(self, loop: NodeIR) -> dict[tuple, Edge]:
-        """The body values read from outside the loop."""
+        """The body values read from outside the scope ``loop`` (also from further out, through scopes
+        around it), keyed by :func:`_key_from`."""
         reads: dict[tuple, Edge] = {}
         for edge in self.ir.edges:
-            loops = [s for s in edge.into if not s.cls.inline]
-            if loops and loops[0] is loop:
-                reads.setdefault(edge.key(), edge)
+            if any(s is loop for s in edge.into):
+                reads.setdefault(_key_from(edge, loop), edge)
         return reads
 
     def _reads_init(self, loop: NodeIR) -> tuple[dict[tuple, Edge], dict[tuple, str]]:
@@ -274,13 +332,14 @@ class CodeGen:
         return reads, accs
 
     def _watched_init(self, loop: NodeIR) -> list[tuple[str, str]]:
+        """Lists collecting the watched ports of the body step by step (``record``): its components', and a
+        halting scope's mean of its own body's and its ponder steps and cost."""
         watched = []
         if self.record:
-            for node in self.ir.units(loop.body):
-                for port in () if node.is_scope else node.cls.watch:
-                    self.recs[(id(node), port)] = var = self.name(f"rec_{'_'.join(node.path)}_{port}")
-                    watched.append((node.dotted + "." + port, var))
-                    self.line(f"{var} = []")
+            for node, port in _watched(self.ir, loop.body):
+                self.recs[(id(node), port)] = var = self.name(f"rec_{'_'.join(node.path)}_{port}")
+                watched.append((node.dotted + "." + port, var))
+                self.line(f"{var} = []")
         return watched
 
     def _stack_reads(self, loop: NodeIR, reads: dict[tuple, Edge], accs: dict[tuple, str],
@@ -303,6 +362,136 @@ class CodeGen:
                 continue
             value = self.values[key]
             self.line(f"{p} = {value}" if self.step_mask is None else f"{p} = torch.where({self.step_mask}, {value}, {p})")
+
+    # ------------------------------------------------------------------------------------------- halting
+    def emit_halting(self, act: NodeIR) -> None:
+        """A halting scope (scopes/halting.py): a ``for`` over ponder steps that stops once every example has
+        halted; each step's values and carried state are summed with the step's halting weight p, and the sums
+        are what leaves the scope and what the next step of an enclosing loop starts from. PonderNet also
+        keeps each output's per-step values and weights (the loss is their expectation) and, outside
+        training, samples where each example halts: what leaves is then the value at that step."""
+        p, name = act.p, act.name
+        ponder = act.kind == "pondernet"
+        halt = self.value(*act.refs["halt"][:2])
+        self.line(f"# {act.kind} '{act.dotted}': ponder until the halting probabilities reach 1 - {p.epsilon!r}"
+                  f" (at most {p.max_steps} steps)")
+        carried = self._carried_init(act)  # inside a loop its state exists already (set up before the loop)
+        reads = self._reads(act)
+        watched = [(n, port) for n in self.ir.units(act.body) if not n.is_scope for port in n.cls.watch] \
+            if self.record else []
+        carries = [self.state[id(n)] for n in self.ir.units(act.body) if id(n) in self.state] + \
+            [self.prev[k] for k, e in carried.items() if not (e.src.cls.state_is_output and k[1] == "out")]
+        values = list(dict.fromkeys(self._inside(e, act) for e in reads.values()))
+        valid = self.step_mask
+        kept = {}
+        if valid is not None:  # a padding step of the enclosing loop leaves the state as it was
+            for var in carries:
+                kept[var] = self.name(f"{var}_before")
+                self.line(f"{kept[var]} = {var}")
+        left, running, steps, rem = (self.name(f"{name}_{v}") for v in ("left", "running", "steps", "remainder"))
+        on, off = self.name(f"{name}_first_on"), self.name(f"{name}_first_off")
+        self.line(f"{left} = _f.new_ones((B, 1))  # the probability not yet given to a step")
+        self.line(f"{running} = " + (f"{valid}.clone()" if valid is not None
+                                     else "torch.ones((B, 1), dtype=torch.bool, device=_f.device)"))
+        self.line(f"{steps} = _f.new_zeros((B, 1))")
+        self.line(f"{rem} = _f.new_zeros((B, 1))")
+        self.line(f"{on}, {off} = _f.new_ones((B, 1)), _f.new_zeros((B, 1))")
+        sums = {}  # variable summed over ponder steps -> its sum
+        for var in carries + values + [self.value(n, port) for n, port in watched]:
+            sums.setdefault(var, self.name(f"{var}_sum"))
+        for total in sums.values():
+            self.line(f"{total} = None")
+        parts, chosen = {}, {}
+        if ponder:
+            parts = {v: self.name(f"{v}_per_step") for v in values if self._feeds_loss(act, v, reads)}
+            weights = self.name(f"{name}_p_per_step")
+            for var in [*parts.values(), weights] if parts else []:
+                self.line(f"{var} = []")
+            chosen = {var: self.name(f"{var}_halted") for var in sums}
+            sampling, halted_at, kl = (self.name(f"{name}_{v}") for v in ("sampling", "halted_at", "kl"))
+            self.line(f"{sampling} = {running}.clone() if {p.sample!r} and not self.training else "
+                      f"torch.zeros_like({running})  # the examples still to halt, by sampling")
+            self.line(f"{halted_at} = _f.new_zeros((B, 1))")
+            self.line(f"{kl} = _f.new_zeros((B, 1))")
+            for var in chosen.values():
+                self.line(f"{var} = None")
+        outer_mask, self.step_mask = self.step_mask, None  # every example runs every ponder step; p weighs them
+        self.line(f"for n in range({p.max_steps}):")
+        self.depth += 1
+        self.line(f"{self.value(act, 'first')} = {on} if n == 0 else {off}")
+        self._body(act, carried)
+        h, stop, weight = (self.name(f"{name}_{v}") for v in ("h", "stop", "p"))
+        last = f"(n == {p.max_steps - 1})"
+        self.line(f"{h} = {halt}.to(_f.dtype)")
+        if ponder:  # λ_n: halting now given not halted before; p_n = λ_n · Π_{j<n} (1 − λ_j)
+            self.line(f"{weight} = {left} * {h}")
+            self.line(f"{stop} = {running} & (({left} - {weight} <= {p.epsilon!r}) | {last})")
+        else:  # ACT: h itself until the sum reaches 1 - ε
+            self.line(f"{stop} = {running} & (({left} - {h} <= {p.epsilon!r}) | {last})")
+            self.line(f"{weight} = {h}")
+        self.line(f"{weight} = torch.where({stop}, {left}, torch.where({running}, {weight}, 0.0))")
+        self.line(f"{rem} = torch.where({stop}, {left}, {rem})")
+        self.line(f"{steps} = {steps} + {running}.to(_f.dtype)")
+        self.line(f"{left} = {left} - {weight}")
+        if ponder:
+            lp, lq = math.log(p.prior), math.log(1.0 - p.prior)
+            self.line(f"{kl} = {kl} + torch.where({weight} > 0, {weight} * torch.log({weight}.clamp_min(1e-30)), 0.0)"
+                      f" - {weight} * ({lp!r} + n * {lq!r})")
+            draw = self.name(f"{name}_draw")
+            self.line(f"{draw} = {sampling} & ((torch.rand_like({h}) < {h}) | {last})")
+            self.line(f"{halted_at} = torch.where({draw}, n + 1.0, {halted_at})")
+            for var, pick in chosen.items():
+                self.line(f"{pick} = {var} if {pick} is None else _halt_keep({draw}, {var}, {pick})")
+            self.line(f"{sampling} = {sampling} & ~{draw}")
+            for var, acc in parts.items():
+                self.line(f"{acc}.append({var})")
+            if parts:
+                self.line(f"{weights}.append({weight})")
+        self.line(f"{running} = {running} & ~{stop}")
+        for var, total in sums.items():
+            self.line(f"{total} = _halt_mix({total}, {weight}, {var})")
+        busy = f"({running} | {sampling})" if ponder else running
+        self.line(f"if not bool({busy}.any()):")
+        self.line("    break")
+        self.depth -= 1
+        self.step_mask = outer_mask
+        stacked_parts = {}
+        if ponder:
+            prior_mass = f"1.0 - {1.0 - p.prior!r} ** {steps}"
+            self.line(f"{kl} = {kl} + torch.where({steps} > 0, torch.log(({prior_mass}).clamp_min(1e-30)), 0.0)"
+                      "  # the prior, truncated where the example stopped, sums to 1")
+            self.line(f"if {p.sample!r} and not self.training:  # what leaves: the value at the sampled halting step")
+            for var, total in sums.items():
+                self.line(f"    {total} = {chosen[var]}")
+            self.line(f"    {steps} = {halted_at}")
+            for var, acc in parts.items():  # (B, max_steps, ...): every output's value at each ponder step
+                stacked_parts[var] = (f"_ponder_stack({acc}, {p.max_steps})",
+                                      f"_ponder_stack({weights}, {p.max_steps}).squeeze(-1)")
+        # what the next step starts from: the mean state (a padding step keeps the old one)
+        for var in carries:
+            self.line(f"{var} = _halt_keep({valid}, {sums[var]}, {kept[var]})" if var in kept else f"{var} = {sums[var]}")
+        for key, edge in carried.items():
+            if edge.src.cls.state_is_output and key[1] == "out":  # a memory: its value is its (mean) state
+                self.line(f"{self.prev[key]} = {self.state[id(edge.src)]}[0]")
+        for key, edge in reads.items():
+            self.stacked[(id(act), key)] = sums[self._inside(edge, act)]
+            if self._inside(edge, act) in stacked_parts:
+                self.parts[(id(act), key)] = stacked_parts[self._inside(edge, act)]
+        self.line(f"{self.value(act, 'steps')} = {steps}")
+        self.line(f"{self.value(act, 'cost')} = " + (kl if ponder else f"{steps} + {rem}"))
+        for node, port in [(act, "steps"), (act, "cost")] + watched:
+            value = self.value(node, port)
+            value = sums.get(value, value)
+            key = (id(node), port)
+            if self.record:
+                self.line(f"{self.recs[key]}.append({value})" if key in self.recs
+                          else f"_rec[{node.dotted + '.' + port!r}] = {value}")
+
+    def _feeds_loss(self, act: NodeIR, var: str, reads: dict[tuple, Edge]) -> bool:
+        """Whether the body value in ``var`` reaches an output with a loss against a target (PonderNet then
+        keeps it per ponder step: the loss is its expectation over the halting distribution)."""
+        return any(o.target is not None and any(s is act for s in o.edge.into)
+                   and self._inside(o.edge, act) == var for o in self.ir.outputs.values())
 
     # ------------------------------------------------------------------------------------------- decoders
     def emit_decode(self, dec: NodeIR) -> None:
@@ -337,7 +526,7 @@ class CodeGen:
         self._body(dec, carried)
         scores = self.value(inner, port)
         for key, edge in reads.items():
-            self.line(f"{accs[key]}.append({self.value(edge.src, edge.port)})")
+            self.line(f"{accs[key]}.append({self._inside(edge, dec)})")
         self.line(f"if {force}:")
         if p.teacher_forcing >= 1.0:
             self.line(f"    {token} = {by_step}[t]")
@@ -383,13 +572,13 @@ class CodeGen:
         (B, T'); nothing else of its body can be read from outside under beam search."""
         p, name = dec.p, dec.name
         inner, port, _ = dec.default
-        output_edges = {id(o.edge) for o in self.ir.outputs.values()}
+        output_edges = {id(o.edge) for o in self.ir.outputs.values()} | {id(e) for e in self.ir.ponders.values()}
         for key, edge in reads.items():
             if (id(edge.src), edge.port) == (id(inner), port):
                 continue
-            readers = [e for e in self.ir.edges if e.key() == key and any(s is dec for s in e.into)]
+            readers = [e for e in self.ir.edges if any(s is dec for s in e.into) and _key_from(e, dec) == key]
             if all(id(e) in output_edges for e in readers):  # e.g. a penalty on the alignment: no beam value
-                self.unavailable.add(key)
+                self.unavailable.add((id(dec), key))
                 continue
             raise ValueError(f"beam search: '{edge.ref}' reads '{edge.src.dotted}' out of decode '{dec.dotted}'; "
                              f"under beam search only its output ('{p.output}') can be read")
@@ -437,7 +626,7 @@ class CodeGen:
         self.line(f"{out} = {hist}.reshape({b0}, {K}, -1)[torch.arange({b0}, device=_f.device), {best}]")
         self.line(f"B = {b0}")
         for key in reads:
-            if key not in self.unavailable:
+            if (id(dec), key) not in self.unavailable:
                 self.stacked[(id(dec), key)] = out
         self.expanded = {}
 
@@ -451,6 +640,41 @@ class CodeGen:
         value = float(init) if isinstance(init, (int, float)) and not isinstance(init, bool) else 0.0  # zeros, first, ...
         return f"_f.new_full((B, {t.size}), {value!r})"
 
+
+
+def _key_from(edge: Edge, scope: NodeIR) -> tuple:
+    """``edge``'s value as it leaves ``scope`` (one of the scopes it enters): the source, its port and the scopes
+    entered from ``scope`` inwards. Two reads of one value through the same scopes share it."""
+    into = edge.into[next(i for i, s in enumerate(edge.into) if s is scope):]
+    return (id(edge.src), edge.port, tuple(id(s) for s in into))
+
+
+def _in_halting(node: NodeIR) -> bool:
+    owner = node.scope.frame.owner
+    return owner is not None and owner.cls.halting
+
+
+def _carrying_frames(ir: IR, loop: NodeIR) -> list[ScopeIR]:
+    """``loop``'s body and the bodies of the halting scopes in it (recursively): the state they carry lives as
+    long as the loop."""
+    frames, i = [loop.body], 0
+    while i < len(frames):
+        frames += [u.body for u in ir.units(frames[i]) if u.is_scope and u.cls.halting]
+        i += 1
+    return frames
+
+
+def _watched(ir: IR, frame: ScopeIR) -> list[tuple[NodeIR, str]]:
+    """What ``record`` collects per step of ``frame``: its components' watched ports; for a halting scope in it,
+    its ponder ``steps`` and ``cost`` and its own body's watched ports (means over the ponder steps)."""
+    out: list[tuple[NodeIR, str]] = []
+    for node in ir.units(frame):
+        if not node.is_scope:
+            out += [(node, port) for port in node.cls.watch]
+        elif node.cls.halting:
+            out += [(node, "steps"), (node, "cost")]
+            out += [(n, port) for n in ir.units(node.body) if not n.is_scope for port in n.cls.watch]
+    return out
 
 
 def _tuple(names: list[str]) -> str:
@@ -478,7 +702,8 @@ def compile_forward(ir: IR, masked: bool, record: bool = False,
     filename = (f"<attngraph:{ir.name}{':masked' if masked else ''}{':record' if record else ''}"
                 f"{':steps' if step_compiler else ''}{':beam' if beam else ''}>")
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict = {"torch": torch}
+    namespace: dict = {"torch": torch, "_halt_mix": halt_mix, "_halt_keep": halt_keep,
+                       "_ponder_stack": ponder_stack}
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated code, no spec text
     namespace["_steps"] = {name: step_compiler(namespace[name]) for name in frees or {}}
     return source, namespace["forward"]

@@ -135,6 +135,9 @@ class CompiledModel(nn.Module):
         if "reward" in loss.needs:
             extra["reward"] = self._reward(self.ir.outputs[out.reward], outputs, batch)
         target = batch[out.target] if out.target is not None else None
+        if f"{out.name}.ponder_p" in outputs:  # PonderNet: the expected loss over its halting step
+            extra["ponder_p"] = outputs[f"{out.name}.ponder_p"]
+            return outputs[f"{out.name}.ponder_values"], target, self._loss_mask(out, batch), extra
         return outputs[out.name], target, self._loss_mask(out, batch), extra
 
     def _reward(self, out, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -169,6 +172,29 @@ class CompiledModel(nn.Module):
             total = weighted if total is None else total + weighted
         return self._float.new_zeros(()) if total is None else total
 
+    @property
+    def extra_metric_names(self) -> tuple[str, ...]:
+        """Metrics of the model itself, measured beside the task's: ``mean_ponder`` for a halting scope (one
+        per scope, ``mean_ponder.<path>``, when there are several)."""
+        return extra_metric_names(self.ir)
+
+    def _ponder_metric(self, dotted: str) -> str:
+        return _ponder_metric(self.ir, dotted)
+
+    def extra_metrics(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """``mean_ponder``: the mean number of ponder steps N per counted step (the valid steps of the
+        sequence the scope's loop runs over)."""
+        out = {}
+        for dotted, edge in self.ir.ponders.items():
+            steps = outputs[f"ponder:{dotted}"].squeeze(-1).to(torch.float64)  # (B,) or (B, T)
+            mask = batch.get(f"{edge.type.time}.mask") if edge.type.time else None
+            if mask is None:
+                out[self._ponder_metric(dotted)] = float(steps.mean())
+            else:
+                mask = mask.to(steps.dtype)
+                out[self._ponder_metric(dotted)] = float((steps * mask).sum() / mask.sum().clamp_min(1.0))
+        return out
+
     def predict(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Predictions from scores: sigmoid for bce outputs, argmax for cross_entropy, as is otherwise."""
         return {name: LOSSES[o.loss].predict(outputs[name]) if o.loss in LOSSES else outputs[name]
@@ -181,3 +207,11 @@ class CompiledModel(nn.Module):
             module = module[part]
         return module
 
+
+def _ponder_metric(ir: IR, dotted: str) -> str:
+    return "mean_ponder" if len(ir.ponders) == 1 else f"mean_ponder.{dotted}"
+
+
+def extra_metric_names(ir: IR) -> tuple[str, ...]:
+    """The metrics a model measures beside its task's (see :meth:`CompiledModel.extra_metric_names`)."""
+    return tuple(_ponder_metric(ir, d) for d in ir.ponders)

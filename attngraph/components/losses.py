@@ -27,19 +27,29 @@ class Loss:
     def predict(self, pred: torch.Tensor) -> torch.Tensor:
         return pred
 
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def expected(self, pred: torch.Tensor, target: torch.Tensor, ponder_p: torch.Tensor | None) -> torch.Tensor:
+        """``elementwise``, or with ``ponder_p`` (B, [T,] M) its expectation over a PonderNet's halting step:
+        Σₙ pₙ · loss(pred at step n), ``pred`` (B, [T,] M, ...) holding each step's value."""
+        if ponder_p is None:
+            return self.elementwise(pred, target)
+        axis = ponder_p.dim() - 1
+        return sum(ponder_p.select(axis, n) * self.elementwise(pred.select(axis, n), target)
+                   for n in range(ponder_p.shape[axis]))
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+                 ponder_p: torch.Tensor | None = None) -> torch.Tensor:
         """Mean over examples (and valid time steps when ``mask`` (B, T) is given)."""
-        per = self.elementwise(pred, target)  # (B,) or (B, T)
+        per = self.expected(pred, target, ponder_p)  # (B,) or (B, T)
         if mask is None:
             return per.mean()
         mask = mask.to(per.dtype)
         return (per * mask).sum() / mask.sum().clamp_min(1.0)
 
-    def terms(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def terms(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+              ponder_p: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The numerator and denominator of ``__call__``'s mean before clamping: (sum of the counted
         losses, how many were counted). Data-parallel training adds the denominators of all ranks."""
-        per = self.elementwise(pred, target)
+        per = self.expected(pred, target, ponder_p)
         if mask is None:
             return per.sum(), per.new_tensor(float(per.numel()))
         mask = mask.to(per.dtype)
@@ -160,7 +170,19 @@ class Reinforce(Penalty):
         return -(advantage.view(-1, *([1] * (logp.dim() - 1))) * logp)
 
 
-LOSSES: dict[str, Loss] = {cls.name: cls() for cls in (BCE, CrossEntropy, MSE, DoublyStochastic, Reinforce)}
+class PonderCost(Penalty):
+    name = "ponder_cost"
+    doc = ("Adaptive Computation Time's ponder cost (Graves 2016, eq. 12): ρ = N + R per counted step, averaged "
+           "like the other losses; weight: is τ (reads an act scope's cost)")
+    reads = ("ponder", "a halting scope's ponder cost", "read the cost port of an act scope, e.g. from: seq.ponder.cost")
+
+    def elementwise(self, pred, target, mask=None):
+        """pred (B, [T,] 1) -> (B, [T])."""
+        return pred.squeeze(-1)
+
+
+LOSSES: dict[str, Loss] = {cls.name: cls() for cls in (BCE, CrossEntropy, MSE, DoublyStochastic, Reinforce,
+                                                       PonderCost)}
 
 
 def register_loss(cls: type[Loss]) -> type[Loss]:

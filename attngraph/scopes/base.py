@@ -27,6 +27,11 @@ class ScopeKind:
     params: ClassVar[dict[str, Param]] = {}
     inline: ClassVar[bool] = False
     feeds_back: ClassVar[bool] = False  # prev(<this scope>) inside its body is its previous output (a decoder's token)
+    halting: ClassVar[bool] = False  # repeats its body within one step of the enclosing frame and carries its state on
+    # values of the scope itself, read as <scope>.<port>: name -> (where it is read: "inside" its body or "outside",
+    # what it is); their types are set by check()
+    ports: ClassVar[dict[str, tuple[str, str]]] = {}
+    body_refs: ClassVar[tuple[str, ...]] = ()  # Str parameters naming a body node, resolved like output (node.refs)
 
     @classmethod
     def check(cls, node: NodeIR, diags, ir: IR | None = None) -> bool:

@@ -23,7 +23,8 @@ def shard(batch: dict[str, torch.Tensor], world: World) -> dict[str, torch.Tenso
 def evaluate(model: torch.nn.Module, task: Task, batch: int, batches: int, gen: torch.Generator,
              device: torch.device | str = "cpu", forward=None, world: World | None = None,
              beam: int | None = None) -> dict[str, float]:
-    """Every name in ``task.metric_names`` (``loss`` from ``model.loss``), each the mean over ``batches``
+    """Every name in ``task.metric_names`` (``loss`` from ``model.loss``) and the model's own metrics
+    (:func:`metric_names`), each the mean over ``batches``
     batches of ``batch`` sequences drawn with ``gen``. ``forward`` replaces ``model`` (a torch.compile'd one).
 
     In a distributed run every rank draws the same batches and evaluates its share of each; the loss is
@@ -36,10 +37,11 @@ def evaluate(model: torch.nn.Module, task: Task, batch: int, batches: int, gen: 
     (``model.generate``, fed the inputs alone); the loss is still the free-running decoder's."""
     forward = forward or model
     world = world or World()
-    names = [n for n in task.metric_names if n != "loss"]
+    all_names = metric_names(task, model)
+    names = [n for n in all_names if n != "loss"]
     was_training = model.training
     model.eval()
-    sums: dict[str, float] = {name: 0.0 for name in task.metric_names}
+    sums: dict[str, float] = {name: 0.0 for name in all_names}
     counts: dict[str, float] = {name: 0.0 for name in names}  # the batches x ranks that measured each metric
     try:
         for _ in range(batches):
@@ -49,7 +51,7 @@ def evaluate(model: torch.nn.Module, task: Task, batch: int, batches: int, gen: 
             terms = model.loss_terms(outputs, data)
             if beam is not None:  # generate() never reads the targets the batch holds
                 outputs = {**outputs, **model.generate(data, beam=beam)}
-            metrics = task.metrics(outputs, data)
+            metrics = {**task.metrics(outputs, data), **model.extra_metrics(outputs, data)}
             keys = list(terms)
             values = [float(metrics[n]) for n in names]
             local = torch.tensor([float(terms[k][0]) for k in keys] + [float(terms[k][1]) for k in keys]
@@ -63,7 +65,12 @@ def evaluate(model: torch.nn.Module, task: Task, batch: int, batches: int, gen: 
     finally:
         model.train(was_training)
     return {n: sums[n] / batches if n == "loss" else sums[n] / counts[n] if counts[n] else math.nan
-            for n in task.metric_names}
+            for n in all_names}
+
+
+def metric_names(task: Task, model) -> tuple[str, ...]:
+    """The task's metrics, then the model's own (``mean_ponder`` of a halting scope)."""
+    return (*task.metric_names, *model.extra_metric_names)
 
 
 def main_metric(task: Task) -> str:

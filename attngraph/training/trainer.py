@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..api import Spec
-from ..compiler.module import CompiledModel
+from ..compiler.module import CompiledModel, extra_metric_names
 from ..spec.diagnostics import did_you_mean
 from ..tasks.base import Task
 from .checkpoint import CheckpointError, load_checkpoint, model_tensors, optimizer_join, restore_rng, save_checkpoint
@@ -90,12 +90,13 @@ class Trainer:
         self.out = Path(out) if out is not None else default_run_dir(spec, when=when)
         self.quiet, self.resume = quiet or not self.world.writer, resume
         self.metric = main_metric(self.eval_task)
+        self.metric_names = (*self.eval_task.metric_names, *extra_metric_names(spec.ir))
         self._interrupt = False
         self._bar = None
         self._check_names()
 
     def _check_names(self) -> None:
-        cfg, names = self.cfg, self.eval_task.metric_names
+        cfg, names = self.cfg, self.metric_names
         if cfg.stop is not None and cfg.stop.metric not in names:
             raise TrainingError(f"train.stop.metric: '{cfg.stop.metric}' is not a metric of task "
                                 f"'{self.eval_task.name}' ({did_you_mean(cfg.stop.metric, names)})")
@@ -146,7 +147,7 @@ class Trainer:
             self._restore()
         elif self.world.writer:
             write_run_files(self.out, self.spec)
-        self.log = MetricsLog(self.out / "metrics.csv", self.eval_task.metric_names)
+        self.log = MetricsLog(self.out / "metrics.csv", self.metric_names)
         self.events = None
         if self.world.writer:
             self.log.start(keep_until=self.step if self.resume else None)
@@ -331,6 +332,6 @@ class Trainer:
         if self.world.writer:
             self.log.append(row)
             self.events.append(row)
-            plot_learning_curve(self.log.rows, self.out / "learning_curve.png", self.eval_task.metric_names)
+            plot_learning_curve(self.log.rows, self.out / "learning_curve.png", self.metric_names)
         self.say(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in self.last_metrics.items()))
         return cfg.stop is not None and cfg.stop.reached(self.last_metrics[cfg.stop.metric])

@@ -1,0 +1,35 @@
+"""Helpers the generated forward functions call (bound into their globals by compile_forward)."""
+from __future__ import annotations
+
+import torch
+
+
+def _spread(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``w`` (B, 1) viewed to broadcast over ``x`` (B, ...)."""
+    return w.reshape(w.shape[0], *([1] * (x.dim() - 1))) if x.dim() != 2 else w
+
+
+def halt_mix(total, w: torch.Tensor, x):
+    """``total + w·x`` (``total`` None: ``w·x``) for a tensor or a tuple of tensors, ``w`` (B, 1) per example:
+    one ponder step's share of a halting scope's mean."""
+    if isinstance(x, tuple):
+        return tuple(halt_mix(None if total is None else t, w, v) for t, v in
+                     zip(total if total is not None else (None,) * len(x), x))
+    part = _spread(w, x).to(x.dtype) * x
+    return part if total is None else total + part
+
+
+def halt_keep(mask: torch.Tensor, new, old):
+    """``new`` where ``mask`` (B, 1) holds, else ``old``, for a tensor or a tuple of tensors."""
+    if isinstance(new, tuple):
+        return tuple(halt_keep(mask, a, b) for a, b in zip(new, old))
+    return torch.where(_spread(mask, new), new, old)
+
+
+def ponder_stack(values: list[torch.Tensor], steps: int) -> torch.Tensor:
+    """The values of a pondering's steps stacked on axis 1 and padded with zeros to ``steps`` (the scope's
+    max_steps, so that the steps of an enclosing loop, which may ponder for different counts, stack)."""
+    out = torch.stack(values, 1)
+    if out.shape[1] < steps:
+        out = torch.cat([out, out.new_zeros(out.shape[0], steps - out.shape[1], *out.shape[2:])], 1)
+    return out
