@@ -121,7 +121,8 @@ class Inferer:
                           "alignment": "an attention's weights over the source are for 'attngraph inspect' and "
                                        "the doubly_stochastic penalty; its context (the node itself) is the value "
                                        "to read",
-                          "logp": "a hard attention's logp is for an output with loss: reinforce"}
+                          "logp": "a hard attention's logp is for an output with loss: reinforce",
+                          "ponder": "a halting scope's cost is for an output with loss: ponder_cost (weight: τ or β)"}
                 self.diags.error(e.ref.pos, e.label, f"'{e.ref}' is {t}, which '{node.kind}' cannot take as '{param}'",
                                  takers.get(t.layout[0], "no component here takes it"))
                 return False

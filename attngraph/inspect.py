@@ -53,6 +53,9 @@ def inspect(model: CompiledModel, batch: dict[str, torch.Tensor], out: Path, tas
         else:
             written.append(_alignment_picture(model, name, weights, batch, predictions, vocab,
                                               out / f"alignment-{node}.png"))
+    for dotted in model.ir.ponders:
+        if f"{dotted}.steps" in records:
+            written.append(_ponder_picture(model, dotted, records, out / f"ponder-{dotted}.png"))
     for name, value in records.items():
         layout = _layout(model, name)
         if layout is not None and layout[0] == "memory":
@@ -171,6 +174,27 @@ def _io_picture(model: CompiledModel, batch, predictions, path: Path) -> Path | 
     axes[-1, 0].set_xlabel("time step")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _ponder_picture(model: CompiledModel, dotted: str, records, path: Path) -> Path:
+    """A halting scope's ponder steps N per input step (and ACT's cost ρ = N + R), for the first example."""
+    plt = _plt()
+    scope = next(n for n in model.ir.nodes() if n.dotted == dotted)
+    steps = records[f"{dotted}.steps"][0].reshape(-1).float()  # (T,) or (1,)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(steps) + 2), 3.0))
+    where = torch.arange(1, len(steps) + 1)
+    ax.bar(where, steps, color="#e8a0b0", label="N (ponder steps)")
+    if scope.kind == "act":
+        ax.plot(where, records[f"{dotted}.cost"][0].reshape(-1).float(), "k.", label="ρ = N + R")
+    ax.set_xlabel("input step")
+    ax.set_ylabel("ponder steps")
+    ax.set_title(f"{dotted} ({scope.kind}{', sampled halting' if scope.kind == 'pondernet' else ''})", fontsize=10)
+    ax.set_xticks(where)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 

@@ -81,7 +81,9 @@ def to_dot(spec: Spec | str | Path, rankdir: str = "LR") -> str:
              f"  edge [{_EDGE_ATTRS}];",
              ""]
     lines += [f"  {_node_stmt(node)}" for node in ir.inputs.values()]
-    lines += _scope_lines(ir.root, depth=0, indent="  ")
+    ports = {(id(e.src), e.port) for e in ir.edges if e.src.is_scope and e.port in e.src.cls.ports
+             and e not in ir.ponders.values()}
+    lines += _scope_lines(ir.root, depth=0, indent="  ", ports=ports)
     lines += [f"  {_output_stmt(out)}" for out in ir.outputs.values()]
     lines.append("")
     lines += [f"  {stmt}" for stmt in _edge_stmts(ir, sizes)]
@@ -154,6 +156,18 @@ def _output_id(out: Output) -> str:
     return _q(f"out:{out.name}")
 
 
+def _port_id(scope_node: NodeIR, port: str) -> str:
+    return _q(f"port:{scope_node.dotted}.{port}")
+
+
+def _source_id(node: NodeIR, port: str) -> str:
+    """Where an edge reading ``node.port`` starts: a scope's own value (an act's cost) from its port node,
+    another scope's value from the node that computes it (a decoder's token: the node that scores it)."""
+    if node.is_scope and port in node.cls.ports:
+        return _port_id(node, port)
+    return _node_id(node.default[0] if node.is_scope and node.default else node)
+
+
 def _cluster_id(scope_node: NodeIR) -> str:
     return _q(f"cluster_{scope_node.dotted}")
 
@@ -196,25 +210,35 @@ def _output_stmt(out: Output) -> str:
     return f"{_output_id(out)} [label={_label(out.name, loss)}, fillcolor=\"{OTHER_COLOUR}\", {_OUTPUT_ATTRS}];"
 
 
-def _scope_lines(scope: ScopeIR, depth: int, indent: str) -> list[str]:
-    """The component nodes of ``scope`` in spec order, each nested scope as a cluster."""
+def _scope_lines(scope: ScopeIR, depth: int, indent: str, ports: set[tuple[int, str]]) -> list[str]:
+    """The component nodes of ``scope`` in spec order, each nested scope as a cluster; ``ports``: the scopes'
+    own values that are read, (id(scope), port), drawn as small nodes in their cluster."""
     lines: list[str] = []
     for node in scope.nodes.values():
         if node.is_input:
             continue
         if node.is_scope:
-            lines += _cluster_lines(node, depth, indent)
+            lines += _cluster_lines(node, depth, indent, ports)
         else:
             lines.append(indent + _node_stmt(node))
     return lines
 
 
-def _cluster_lines(node: NodeIR, depth: int, indent: str) -> list[str]:
-    """A scope as ``subgraph cluster_<path>``: loops filled grey (darker when nested), groups dashed."""
+def _cluster_lines(node: NodeIR, depth: int, indent: str, ports: set[tuple[int, str]]) -> list[str]:
+    """A scope as ``subgraph cluster_<path>``: loops filled grey (darker when nested), groups dashed; a
+    halting scope names its halting node and rule, and shows its values that are read (first, cost, steps)."""
     inner = indent + "  "
     title = f"{node.name} ({node.kind}{', reverse' if getattr(node.p, 'reverse', False) is True else ''})"
+    own = []
     if node.kind == "decode":
         title = f"{node.name} (decode → {node.p.target}, teacher forcing {node.p.teacher_forcing:g})"
+    if node.cls.halting:
+        rule = f"λ_p {node.p.prior:g}" if node.kind == "pondernet" else f"ε {node.p.epsilon:g}"
+        title = f"{node.name} ({node.kind}: halt {node.p.halt}, {rule}, ≤ {node.p.max_steps} steps)"
+        what = {"first": "1 at ponder step 1", "steps": "N ponder steps",
+                "cost": "KL(p ‖ prior)" if node.kind == "pondernet" else "ρ = N + R"}
+        own = [f"{inner}{_port_id(node, port)} [label={_label(port, what[port])}, shape=note, fillcolor=\"#ffffff\"];"
+               for port in node.cls.ports if (id(node), port) in ports]
     if node.cls.inline:
         style = 'style="rounded,dashed", color="#888888"'
         nested = depth
@@ -223,7 +247,8 @@ def _cluster_lines(node: NodeIR, depth: int, indent: str) -> list[str]:
         nested = depth + 1
     return [f"{indent}subgraph {_cluster_id(node)} {{",
             f'{inner}graph [label={_q(title)}, {style}, fontsize=11, fontcolor="#333333", labeljust=l];',
-            *_scope_lines(node.body, nested, inner),
+            *own,
+            *_scope_lines(node.body, nested, inner, ports),
             f"{indent}}}"]
 
 
@@ -240,7 +265,7 @@ def _edge_stmts(ir: IR, sizes: _SizeFormat) -> Iterator[str]:
             else:
                 yield _edge_stmt(edge, _node_id(node), sizes, several)
     for out in ir.outputs.values():
-        yield f"{_node_id(out.edge.src)} -> {_output_id(out)} [label={_q(sizes(out.edge.type))}];"
+        yield f"{_source_id(out.edge.src, out.edge.port)} -> {_output_id(out)} [label={_q(sizes(out.edge.type))}];"
 
 
 def _edge_stmt(edge: Edge, head: str, sizes: _SizeFormat, several: bool, extra: str = "") -> str:
@@ -256,8 +281,7 @@ def _edge_stmt(edge: Edge, head: str, sizes: _SizeFormat, several: bool, extra: 
     attrs = f"label={_q(' · '.join(parts))}"
     if edge.prev:
         attrs += f', style=dashed, constraint=false, color="{PREV_COLOUR}", fontcolor="{PREV_COLOUR}"'
-    src = edge.src.default[0] if edge.src.is_scope and edge.src.default else edge.src  # a decoder's token:
-    return f"{_node_id(src)} -> {head} [{attrs}{extra}];"  # drawn from the node that scores it
+    return f"{_source_id(edge.src, edge.port)} -> {head} [{attrs}{extra}];"
 
 
 def _read_as_elements(ir: IR, scope_node: NodeIR, edge: Edge) -> bool:

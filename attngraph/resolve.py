@@ -308,7 +308,7 @@ class Builder:
         in_body = any(sc.owner is owner for sc in scope_chain(scope))
         if where == "inside" and not in_body:
             self.diags.error(ref.pos, label, f"'{ref}' ({what}) exists only inside the body of {owner.kind} "
-                             f"'{owner.name}'", f"read it from a node of '{owner.name}''s body")
+                             f"'{owner.name}'", f"read it from a node in the body of '{owner.name}'")
             return False
         if where == "outside" and in_body:
             self.diags.error(ref.pos, label, f"'{ref}' ({what}) is known only once {owner.kind} '{owner.name}' "

@@ -174,7 +174,7 @@ class PonderCost(Penalty):
     name = "ponder_cost"
     doc = ("Adaptive Computation Time's ponder cost (Graves 2016, eq. 12): ρ = N + R per counted step, averaged "
            "like the other losses; weight: is τ (reads an act scope's cost)")
-    reads = ("ponder", "a halting scope's ponder cost", "read the cost port of an act scope, e.g. from: seq.ponder.cost")
+    reads = ("ponder", "a halting scope's ponder cost", "read the cost port of a halting scope, e.g. from: seq.ponder.cost")
 
     def elementwise(self, pred, target, mask=None):
         """pred (B, [T,] 1) -> (B, [T])."""

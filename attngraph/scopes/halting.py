@@ -110,8 +110,8 @@ class PonderNet(Halting):
     def check(cls, node, diags, ir=None) -> bool:
         prior = node.p.prior
         if prior is None:
-            diags.error(node.pos, node.ypath, f"pondernet '{node.name}' needs 'prior:' (λ_p of the geometric prior)",
-                        "e.g. prior: 0.2 (an expected 1 / 0.2 = 5 ponder steps)")
+            diags.error(node.pos, node.ypath, f"pondernet '{node.name}' needs 'prior:', the λ_p of its geometric prior",
+                        "e.g. prior: 0.2, which expects 1 / 0.2 = 5 ponder steps")
             return False
         if not 0.0 < prior < 1.0:
             diags.error(node.value_pos.get("prior", node.pos), f"{node.ypath}.prior",

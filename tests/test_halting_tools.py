@@ -1,0 +1,115 @@
+"""Halting scopes in the tools around the model: the diagram, inspect's ponder picture, the metrics log, a
+halting scope outside any loop, and what leaves a PonderNet output for its loss."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+
+import attngraph
+from attngraph.inspect import inspect
+from attngraph.render import to_dot
+
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ACT = """\
+attngraph: 1
+name: act-tools
+inputs:
+  x: {size: 6}
+targets:
+  y: {size: 1}
+model:
+  seq:
+    kind: loop
+    over: x
+    body:
+      ponder:
+        kind: act
+        halt: h
+        max_steps: 4
+        body:
+          rnn: {kind: rnn, size: 8, in: [x, ponder.first]}
+          h:   {kind: halting_unit, in: rnn, bias: -1.0}
+          y:   {kind: linear, size: 1, in: rnn}
+        output: y
+    output: ponder
+outputs:
+  y: {from: seq, loss: bce}
+  ponder: {from: seq.ponder.cost, loss: ponder_cost, weight: 0.01}
+task: {kind: parity, size: 6}
+train: {optimizer: adam, lr: 1.0e-3, batch: 8, steps: 2, eval_every: 1, eval_batches: 1, checkpoint_every: 1}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_diagram_shows_the_rule_and_the_ports_that_are_read(tmp_path):
+    dot = to_dot(write(tmp_path, ACT))
+    assert 'label="ponder (act: halt h, ε 0.01, ≤ 4 steps)"' in dot
+    assert '"port:seq.ponder.first" -> "node:seq.ponder.rnn"' in dot  # the flag enters the controller
+    assert '"port:seq.ponder.cost" -> "out:ponder"' in dot  # the cost leaves for its output
+    assert "port:seq.ponder.steps" not in dot  # read by no one (mean_ponder's own read is not drawn)
+    assert '"node:seq.ponder.y" -> "out:y"' in dot
+
+
+def test_inspect_draws_the_ponder_steps_of_each_input_step(tmp_path):
+    spec = attngraph.load(write(tmp_path, ACT))
+    model = attngraph.build(spec)
+    batch = spec.sections["task"].eval.sample(1, torch.Generator().manual_seed(0))
+    written = inspect(model, batch, tmp_path / "pics")
+    assert tmp_path / "pics" / "ponder-seq.ponder.png" in written
+    from safetensors.torch import load_file
+
+    record = load_file(tmp_path / "pics" / "record.safetensors")
+    steps = record["record.seq.ponder.steps"]
+    assert steps.shape == (1, 1) and 1 <= float(steps[0, 0]) <= 4
+    assert torch.equal(steps, model(batch)["ponder:seq.ponder"][0])
+
+
+def test_training_logs_mean_ponder_beside_the_task_metrics(tmp_path):
+    from attngraph.training.trainer import Trainer
+
+    spec = attngraph.load(write(tmp_path, ACT))
+    Trainer(spec, out=tmp_path / "run", quiet=True).run()
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv", encoding="utf-8")))
+    assert "eval_mean_ponder" in rows[0] and "eval_accuracy" in rows[0]
+    assert all(1.0 <= float(r["eval_mean_ponder"]) <= 4.0 for r in rows)
+
+
+def test_a_halting_scope_outside_any_loop_ponders_once_per_example(tmp_path):
+    text = ACT.replace("  seq:\n    kind: loop\n    over: x\n    body:\n", "  seq:\n    kind: group\n    body:\n")
+    text = text.replace("x: {size: 6}", "x: {size: 6, time: false}").replace("y: {size: 1}", "y: {size: 1, time: false}")
+    text = text.split("task:")[0]
+    flat = attngraph.build(write(tmp_path, text, "flat.yaml"))
+    looped = attngraph.build(write(tmp_path, ACT))
+    looped.load_state_dict(flat.state_dict())
+    x = torch.randn(5, 6)
+    out_flat = flat({"x": x})
+    out_loop = looped({"x": x[:, None, :]})
+    torch.testing.assert_close(out_flat["y"], out_loop["y"][:, 0])
+    torch.testing.assert_close(out_flat["ponder"], out_loop["ponder"][:, 0])
+    steps = out_flat["ponder:seq.ponder"]
+    assert steps.shape == (5, 1)
+    assert flat.extra_metrics(out_flat, {"x": x})["mean_ponder"] == float(steps.double().mean())
+
+
+def test_a_pondernet_output_carries_each_ponder_step_for_its_loss(tmp_path):
+    spec = attngraph.load(ROOT / "tests" / "good_specs" / "pondernet_parity.yaml")
+    model = attngraph.build(spec)
+    batch = spec.sections["task"].train.sample(4, torch.Generator().manual_seed(1))
+    model.train()
+    out = model(batch)
+    assert out["y.ponder_values"].shape == (4, 1, 20, 1) and out["y.ponder_p"].shape == (4, 1, 20)
+    torch.testing.assert_close(out["y.ponder_p"].sum(-1), torch.ones(4, 1))
+    _, parts = model.loss(out, batch)
+    expected = sum(out["y.ponder_p"][..., n] * torch.nn.functional.binary_cross_entropy_with_logits(
+        out["y.ponder_values"][..., n, :], batch["y"], reduction="none").sum(-1) for n in range(20)).mean()
+    torch.testing.assert_close(parts["y"], expected)
