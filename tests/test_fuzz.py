@@ -254,8 +254,8 @@ def check_text(text: str) -> attngraph.Spec | None:
     errors = [d for d in report if d.severity == "error"]
     assert (spec is None) == bool(errors), [str(d) for d in report]
     if spec is not None and _small(spec.tree.plain_value()):
-        outputs = attngraph.build(spec)(random_batch(spec))
-        assert set(outputs) == set(spec.ir.outputs)
+        model = attngraph.build(spec)
+        assert set(model(random_batch(spec))) == model.output_keys
     return spec
 
 

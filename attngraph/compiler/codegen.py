@@ -409,8 +409,8 @@ class CodeGen:
                 self.line(f"{var} = []")
             chosen = {var: self.name(f"{var}_halted") for var in sums}
             sampling, halted_at, kl = (self.name(f"{name}_{v}") for v in ("sampling", "halted_at", "kl"))
-            self.line(f"{sampling} = {running}.clone() if {p.sample!r} and not self.training else "
-                      f"torch.zeros_like({running})  # the examples still to halt, by sampling")
+            if p.sample:  # outside training: the examples still to halt, by sampling
+                self.line(f"{sampling} = {running}.clone() if not self.training else None")
             self.line(f"{halted_at} = _f.new_zeros((B, 1))")
             self.line(f"{kl} = _f.new_zeros((B, 1))")
             for var in chosen.values():
@@ -437,12 +437,14 @@ class CodeGen:
             lp, lq = math.log(p.prior), math.log(1.0 - p.prior)
             self.line(f"{kl} = {kl} + torch.where({weight} > 0, {weight} * torch.log({weight}.clamp_min(1e-30)), 0.0)"
                       f" - {weight} * ({lp!r} + n * {lq!r})")
-            draw = self.name(f"{name}_draw")
-            self.line(f"{draw} = {sampling} & ((torch.rand_like({h}) < {h}) | {last})")
-            self.line(f"{halted_at} = torch.where({draw}, n + 1.0, {halted_at})")
-            for var, pick in chosen.items():
-                self.line(f"{pick} = {var} if {pick} is None else _halt_keep({draw}, {var}, {pick})")
-            self.line(f"{sampling} = {sampling} & ~{draw}")
+            if p.sample:  # only outside training: a forward that does not sample leaves the global RNG alone
+                draw = self.name(f"{name}_draw")
+                self.line(f"if {sampling} is not None:")
+                self.line(f"    {draw} = {sampling} & ((torch.rand_like({h}) < {h}) | {last})")
+                self.line(f"    {halted_at} = torch.where({draw}, n + 1.0, {halted_at})")
+                for var, pick in chosen.items():
+                    self.line(f"    {pick} = {var} if {pick} is None else _halt_keep({draw}, {var}, {pick})")
+                self.line(f"    {sampling} = {sampling} & ~{draw}")
             for var, acc in parts.items():
                 self.line(f"{acc}.append({var})")
             if parts:
@@ -450,8 +452,11 @@ class CodeGen:
         self.line(f"{running} = {running} & ~{stop}")
         for var, total in sums.items():
             self.line(f"{total} = _halt_mix({total}, {weight}, {var})")
-        busy = f"({running} | {sampling})" if ponder else running
-        self.line(f"if not bool({busy}.any()):")
+        busy = f"({running} | {sampling})" if ponder and p.sample else running
+        if ponder and p.sample:
+            self.line(f"if not bool(({running} if {sampling} is None else {busy}).any()):")
+        else:
+            self.line(f"if not bool({busy}.any()):")
         self.line("    break")
         self.depth -= 1
         self.step_mask = outer_mask
@@ -460,10 +465,11 @@ class CodeGen:
             prior_mass = f"1.0 - {1.0 - p.prior!r} ** {steps}"
             self.line(f"{kl} = {kl} + torch.where({steps} > 0, torch.log(({prior_mass}).clamp_min(1e-30)), 0.0)"
                       "  # the prior, truncated where the example stopped, sums to 1")
-            self.line(f"if {p.sample!r} and not self.training:  # what leaves: the value at the sampled halting step")
-            for var, total in sums.items():
-                self.line(f"    {total} = {chosen[var]}")
-            self.line(f"    {steps} = {halted_at}")
+            if p.sample:
+                self.line(f"if {sampling} is not None:  # outside training what leaves is the value at the sampled step")
+                for var, total in sums.items():
+                    self.line(f"    {total} = {chosen[var]}")
+                self.line(f"    {steps} = {halted_at}")
             for var, acc in parts.items():  # (B, max_steps, ...): every output's value at each ponder step
                 stacked_parts[var] = (f"_ponder_stack({acc}, {p.max_steps})",
                                       f"_ponder_stack({weights}, {p.max_steps}).squeeze(-1)")

@@ -17,7 +17,10 @@ class CompiledModel(nn.Module):
 
     ``forward(batch)`` takes a dict of input tensors (``(B, T, size)`` features or ``(B, T)`` token indices
     for a sequence input, without ``T`` otherwise; an optional ``"<input>.mask"`` (B, T) bool marks the
-    valid steps of variable-length sequences) and returns a dict of output tensors (scores/logits).
+    valid steps of variable-length sequences) and returns a dict of output tensors (scores/logits). With
+    halting scopes it also holds ``"ponder:<scope path>"`` (N, the ponder steps per step, for
+    ``mean_ponder``) and, for an output read from a PonderNet, ``"<output>.ponder_values"`` and
+    ``"<output>.ponder_p"`` (each ponder step's value and weight: its loss is their expectation).
     ``loss(outputs, batch)`` returns the weighted total and the per-output losses; ``code`` is the generated
     forward source. Parameters are named after the spec: ``nodes.<scope>.<node>.<torch name>``.
     """
@@ -171,6 +174,15 @@ class CompiledModel(nn.Module):
             weighted = value if weight == 1.0 else weight * value  # no extra autograd node for weight 1
             total = weighted if total is None else total + weighted
         return self._float.new_zeros(()) if total is None else total
+
+    @property
+    def output_keys(self) -> set[str]:
+        """Every key ``forward`` returns: the declared outputs and what halting scopes add (see the class)."""
+        keys = set(self.ir.outputs) | {f"ponder:{dotted}" for dotted in self.ir.ponders}
+        for name, out in self.ir.outputs.items():
+            if out.target is not None and any(s.kind == "pondernet" for s in out.edge.into):
+                keys |= {f"{name}.ponder_values", f"{name}.ponder_p"}
+        return keys
 
     @property
     def extra_metric_names(self) -> tuple[str, ...]:

@@ -280,7 +280,7 @@ def parse_ref(node: Node, path: str, diags: Diagnostics) -> Ref | Any:
 
 def _range(lo, hi, open_lo=False) -> str:
     if lo is not None and hi is not None:
-        return f" in [{lo}, {hi}]"
+        return f" in {'(' if open_lo else '['}{lo}, {hi}]"
     if lo is not None:
         return f" > {lo}" if open_lo else f" ≥ {lo}"
     if hi is not None:
