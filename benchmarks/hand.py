@@ -5,8 +5,9 @@ Each is the conventional, idiomatic implementation one would write without attng
 whole sequence, or ``nn.LSTMCell`` / ``nn.GRUCell`` stepped by a Python loop with the linear head applied at
 every step (as the spec's loop body does); the Neural Turing Machine with its memory addressing written out
 in plain tensor ops; the RNNsearch encoder-decoder with a packed ``nn.GRU`` encoder and an ``nn.GRUCell``
-decoder loop under teacher forcing. ``weight_map`` maps each compiled-model parameter name to the
-hand-written one, so both models can start from identical weights.
+decoder loop under teacher forcing; Adaptive Computation Time around an ``nn.LSTMCell`` with per-example
+halting over a batch. ``weight_map`` maps each compiled-model parameter name to the hand-written one, so
+both models can start from identical weights.
 """
 from __future__ import annotations
 
@@ -247,6 +248,67 @@ class Bahdanau(nn.Module):
                 "nodes.dec.att.W.weight": "att_W.weight", **_linear_map("nodes.dec.att.U", "att_U"),
                 "nodes.dec.att.v": "att_v", **_rnn_map("nodes.dec.rnn.rnn", 1, "cell", cells=True),
                 **_linear_map("nodes.dec.logits.proj", "out")}
+
+
+class ACTLSTM(nn.Module):
+    """(7) Adaptive Computation Time (Graves 2016) around an ``nn.LSTMCell``, as ``specs/act_lstm.yaml``.
+
+    At every input step the cell ponders on ``[x_t, flag]`` (flag 1 at the first ponder step, 0 after), each
+    ponder step starting from the state the previous one left; the halting unit ``sigmoid(Linear(h))`` gives
+    hⁿ. Every example halts on its own, at N = min{n : h¹ + … + hⁿ ≥ 1 − ε} (at most ``max_steps``), with
+    remainder R = 1 − (h¹ + … + h^{N−1}); step n weighs pⁿ = hⁿ (n < N), p^N = R. The batch keeps a running
+    mask and ``left`` = 1 − the weight given so far, and breaks out of the ponder loop once every example has
+    halted (an example that halted earlier keeps computing with weight 0). The p-weighted sums of h, c and
+    the head's output leave the step; the next input step starts from the mean (h, c). ``forward`` returns
+    the outputs (B, T, n_out) and the ponder cost ρ = N + R (B, T) (N without gradient).
+    """
+
+    def __init__(self, n_in: int, hidden: int, n_out: int, max_steps: int = 10, epsilon: float = 0.01):
+        super().__init__()
+        self.hidden, self.max_steps, self.epsilon = hidden, max_steps, epsilon
+        self.cell = nn.LSTMCell(n_in + 1, hidden)
+        self.halt = nn.Linear(hidden, 1)
+        self.head = nn.Linear(hidden, n_out)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = x.shape[0]
+        h = c = x.new_zeros(batch, self.hidden)
+        first, later = x.new_ones(batch, 1), x.new_zeros(batch, 1)
+        ys, costs = [], []
+        for x_t in x.unbind(1):
+            left = x.new_ones(batch, 1)  # 1 − the weight given so far
+            running = torch.ones(batch, 1, dtype=torch.bool, device=x.device)
+            steps, remainder = x.new_zeros(batch, 1), x.new_zeros(batch, 1)
+            for n in range(self.max_steps):
+                h, c = self.cell(torch.cat([x_t, first if n == 0 else later], -1), (h, c))
+                halt = torch.sigmoid(self.halt(h))
+                y = self.head(h)
+                stop = running & ((left - halt <= self.epsilon) | (n == self.max_steps - 1))
+                p = torch.where(stop, left, torch.where(running, halt, 0.0))
+                remainder = torch.where(stop, left, remainder)
+                steps = steps + running.float()
+                left = left - p
+                running = running & ~stop
+                if n == 0:
+                    h_sum, c_sum, y_sum = p * h, p * c, p * y
+                else:
+                    h_sum, c_sum, y_sum = h_sum + p * h, c_sum + p * c, y_sum + p * y
+                if not running.any():
+                    break
+            h, c = h_sum, c_sum
+            ys.append(y_sum)
+            costs.append(steps + remainder)
+        return torch.stack(ys, 1), torch.cat(costs, 1)
+
+    @staticmethod
+    def loss(y: torch.Tensor, cost: torch.Tensor, target: torch.Tensor, tau: float = 0.001) -> torch.Tensor:
+        """bce on the outputs + τ · the mean ponder cost (``loss: ponder_cost, weight: 0.001``)."""
+        return bce_loss(y, target) + tau * cost.mean()
+
+    @staticmethod
+    def weight_map() -> dict[str, str]:
+        return {**_rnn_map("nodes.seq.ponder.ctrl.rnn", 1, "cell", cells=True),
+                **_linear_map("nodes.seq.ponder.h.proj", "halt"), **_linear_map("nodes.seq.ponder.y.proj", "head")}
 
 
 def _rnn_map(prefix: str, layers: int, name: str, cells: bool) -> dict[str, str]:

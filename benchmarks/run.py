@@ -41,7 +41,7 @@ from torch import nn
 import attngraph
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/hand.py, however this script is started
-from hand import NTM, Bahdanau, LoopFeedback, LoopGRU2, LoopLSTM, LSTMSeq, bce_loss, load_compiled_weights  # noqa: E402
+from hand import ACTLSTM, NTM, Bahdanau, LoopFeedback, LoopGRU2, LoopLSTM, LSTMSeq, bce_loss, load_compiled_weights  # noqa: E402
 
 SPECS = Path(__file__).resolve().parent / "specs"
 GALLERY = Path(__file__).resolve().parent.parent / "gallery"
@@ -84,6 +84,15 @@ def bits_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return bce_loss(model(batch["x"]), batch["y"], mask)
 
 
+def act_forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(batch["x"])[0]
+
+
+def act_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """bce on ``y`` + 0.001 · the mean ponder cost (as the spec's ``loss: ponder_cost, weight: 0.001``)."""
+    return ACTLSTM.loss(*model(batch["x"]), batch["y"])
+
+
 def seq2seq_forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return model(batch["src"], batch["src.mask"], batch["tgt"])
 
@@ -109,6 +118,8 @@ class Case:
     output: str = "y"  # the compiled model's output (and target) the twin's output is compared with
     forward: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor] = bits_forward
     loss: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor] = bits_loss
+    fill: tuple[tuple[str, float], ...] = ()  # compiled-model parameters set to a constant after the build
+    lr: float = 1e-3  # Adam's learning rate (0: the same arithmetic, but the weights, and so the work, stay put)
 
 
 def _ntm_copy(batch: int) -> Case:
@@ -121,6 +132,14 @@ def _bahdanau(batch: int) -> Case:
                 hand_args=(59, 13), data=seq2seq_batch, output="tgt", forward=seq2seq_forward, loss=seq2seq_loss)
 
 
+def _act_lstm(name: str, halt_bias: float | None = None) -> Case:
+    """ACT around an LSTM cell; ``halt_bias`` overrides the halting unit's initial bias (the spec's 1.0 gives
+    2 ponder steps per input step, -2.0 about 9). Adam runs with lr 0, so the number of ponder steps stays
+    where the initial weights put it (trained on random bits, it wanders)."""
+    fill = () if halt_bias is None else (("nodes.seq.ponder.h.proj.bias", halt_bias),)
+    return Case(name, SPECS / "act_lstm.yaml", ACTLSTM, 32, forward=act_forward, loss=act_loss, fill=fill, lr=0.0)
+
+
 CASES = [
     Case("lstm-seq", SPECS / "lstm_seq.yaml", LSTMSeq, 32),
     Case("loop-lstm", SPECS / "loop_lstm.yaml", LoopLSTM, 32),
@@ -131,6 +150,8 @@ CASES = [
     _ntm_copy(32),
     _bahdanau(32),
     _bahdanau(64),
+    _act_lstm("act-lstm"),
+    _act_lstm("act-lstm-bias-2", -2.0),
 ]
 
 
@@ -174,15 +195,18 @@ def make_models(case: Case, spec: attngraph.Spec) -> tuple[attngraph.CompiledMod
         for param in compiled.parameters():
             if not param.any():
                 param.uniform_(-0.5, 0.5)
+        state = compiled.state_dict()
+        for name, value in case.fill:
+            state[name].fill_(value)
     hand = case.hand(*case.hand_args)
     load_compiled_weights(hand, compiled.state_dict())
     return compiled, hand
 
 
-def compiled_step(model: attngraph.CompiledModel, batch: dict[str, torch.Tensor]
+def compiled_step(model: attngraph.CompiledModel, batch: dict[str, torch.Tensor], lr: float = 1e-3
                   ) -> Callable[[dict[str, torch.Tensor] | None], None]:
     """One training step (Adam) of the compiled model on ``batch``, or on the batch it is given."""
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
 
     def step(data: dict[str, torch.Tensor] | None = None) -> None:
         data = batch if data is None else data
@@ -196,7 +220,7 @@ def compiled_step(model: attngraph.CompiledModel, batch: dict[str, torch.Tensor]
 
 def hand_step(case: Case, model: nn.Module, batch: dict[str, torch.Tensor]) -> Callable[[], None]:
     """One training step (Adam) of the twin: its forward + loss as the case defines them."""
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=case.lr)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -231,7 +255,7 @@ def run_case(case: Case, settings: Settings, clock: Callable[[], float], compile
     if max_diff > AGREE or loss_diff > AGREE:
         raise SystemExit(f"{case.name}: the compiled and hand-written models disagree (max |diff| {max_diff:.2e}, "
                          f"loss |diff| {loss_diff:.2e})")
-    steps = (compiled_step(compiled, batch), hand_step(case, hand, batch))
+    steps = (compiled_step(compiled, batch, case.lr), hand_step(case, hand, batch))
     for _ in range(settings.warmup):
         for step in steps:
             step()
