@@ -46,6 +46,7 @@ class CodeGen:
         self.state: dict[int, str] = {}  # id(node) -> variable holding a stateful node's recurrent state
         # PonderNet: (id(scope), read key) -> expressions of (per-step values (B, [T,] M, ...), weights (B, [T,] M))
         self.parts: dict[tuple, tuple[str, str]] = {}
+        self.flags: dict[int, tuple[str, str]] = {}  # id(halting scope) -> its first-step flag variables (1, 0)
 
     # ------------------------------------------------------------------------------------------- helpers
     def name(self, hint: str) -> str:
@@ -298,6 +299,11 @@ class CodeGen:
         state from step to step of the loop, so that state starts here too (it is set up once: a halting
         scope outside any loop sets up its own)."""
         frames = _carrying_frames(self.ir, loop)
+        for frame in frames:  # a halting scope's first-step flags: made once, not per input step
+            owner = frame.owner
+            if owner.cls.halting and id(owner) not in self.flags:
+                self.flags[id(owner)] = on, off = self.name(f"{owner.name}_first_on"), self.name(f"{owner.name}_first_off")
+                self.line(f"{on}, {off} = _f.new_ones((B, 1)), _f.new_zeros((B, 1))")
         for frame in frames:
             for node in self.ir.units(frame):
                 if not node.is_scope and node.cls.stateful and id(node) not in self.state:
@@ -389,13 +395,13 @@ class CodeGen:
                 kept[var] = self.name(f"{var}_before")
                 self.line(f"{kept[var]} = {var}")
         left, running, steps, rem = (self.name(f"{name}_{v}") for v in ("left", "running", "steps", "remainder"))
-        on, off = self.name(f"{name}_first_on"), self.name(f"{name}_first_off")
+        on, off = self.flags[id(act)]
         self.line(f"{left} = _f.new_ones((B, 1))  # the probability not yet given to a step")
         self.line(f"{running} = " + (f"{valid}.clone()" if valid is not None
                                      else "torch.ones((B, 1), dtype=torch.bool, device=_f.device)"))
         self.line(f"{steps} = _f.new_zeros((B, 1))")
-        self.line(f"{rem} = _f.new_zeros((B, 1))")
-        self.line(f"{on}, {off} = _f.new_ones((B, 1)), _f.new_zeros((B, 1))")
+        if not ponder:
+            self.line(f"{rem} = _f.new_zeros((B, 1))")
         sums = {}  # variable summed over ponder steps -> its sum
         for var in carries + values + [self.value(n, port) for n, port in watched]:
             sums.setdefault(var, self.name(f"{var}_sum"))
@@ -420,9 +426,8 @@ class CodeGen:
         self.depth += 1
         self.line(f"{self.value(act, 'first')} = {on} if n == 0 else {off}")
         self._body(act, carried)
-        h, stop, weight = (self.name(f"{name}_{v}") for v in ("h", "stop", "p"))
-        last = f"(n == {p.max_steps - 1})"
-        self.line(f"{h} = {halt}.to(_f.dtype)")
+        stop, weight = (self.name(f"{name}_{v}") for v in ("stop", "p"))
+        h, last = halt, f"(n == {p.max_steps - 1})"
         if ponder:  # λ_n: halting now given not halted before; p_n = λ_n · Π_{j<n} (1 − λ_j)
             self.line(f"{weight} = {left} * {h}")
             self.line(f"{stop} = {running} & (({left} - {weight} <= {p.epsilon!r}) | {last})")
@@ -430,7 +435,8 @@ class CodeGen:
             self.line(f"{stop} = {running} & (({left} - {h} <= {p.epsilon!r}) | {last})")
             self.line(f"{weight} = {h}")
         self.line(f"{weight} = torch.where({stop}, {left}, torch.where({running}, {weight}, 0.0))")
-        self.line(f"{rem} = torch.where({stop}, {left}, {rem})")
+        if not ponder:
+            self.line(f"{rem} = torch.where({stop}, {left}, {rem})")
         self.line(f"{steps} = {steps} + {running}.to(_f.dtype)")
         self.line(f"{left} = {left} - {weight}")
         if ponder:

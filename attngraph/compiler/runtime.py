@@ -11,12 +11,12 @@ def _spread(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def halt_mix(total, w: torch.Tensor, x):
     """``total + w·x`` (``total`` None: ``w·x``) for a tensor or a tuple of tensors, ``w`` (B, 1) per example:
-    one ponder step's share of a halting scope's mean."""
+    one ponder step's share of a halting scope's mean. Flat on purpose: it runs at every ponder step."""
     if isinstance(x, tuple):
-        return tuple(halt_mix(None if total is None else t, w, v) for t, v in
-                     zip(total if total is not None else (None,) * len(x), x))
-    part = _spread(w, x).to(x.dtype) * x
-    return part if total is None else total + part
+        if total is None:
+            return tuple([_spread(w, v) * v for v in x])
+        return tuple([t + _spread(w, v) * v for t, v in zip(total, x)])
+    return _spread(w, x) * x if total is None else total + _spread(w, x) * x
 
 
 def halt_keep(mask: torch.Tensor, new, old):
