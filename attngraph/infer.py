@@ -122,7 +122,9 @@ class Inferer:
                                        "the doubly_stochastic penalty; its context (the node itself) is the value "
                                        "to read",
                           "logp": "a hard attention's logp is for an output with loss: reinforce",
-                          "ponder": "a halting scope's cost is for an output with loss: ponder_cost (weight: τ or β)"}
+                          "ponder": "a halting scope's cost is for an output with loss: ponder_cost (weight: τ or β)",
+                          "positions": "a position of a sequence (a pointer's choice) is read by pick 'at:'; scores "
+                                       "over positions are a decoder's output for a points_to: target"}
                 self.diags.error(e.ref.pos, e.label, f"'{e.ref}' is {t}, which '{node.kind}' cannot take as '{param}'",
                                  takers.get(t.layout[0], "no component here takes it"))
                 return False

@@ -31,6 +31,7 @@ _INPUT_SCHEMA = {
 _TARGET_SCHEMA = {
     "size": Param(Int(min=1), None, "feature vector size"),
     "classes": Param(Int(min=1), None, "number of classes (values are integer indices)"),
+    "points_to": Param(Str(), None, "an input sequence: the values are positions in it (a pointer network's answer)"),
     "time": Param(Bool(), True, "the target is a sequence"),
 }
 _OUTPUT_SCHEMA = {
@@ -55,9 +56,15 @@ class Builder:
     def build(self, root: Node) -> IR | None:
         scope = ScopeIR(None, None, complete=root.get("inputs") is not None)  # a missing section is reported already
         inputs = self._decls(root.get("inputs"), "inputs", _INPUT_SCHEMA, ("size", "vocab", "image"), scope)
+        self.input_scope = scope
         self.target_decls = ScopeIR(None, None)
-        targets = {n.name: n.types["out"] for n in
-                   self._decls(root.get("targets"), "targets", _TARGET_SCHEMA, ("size", "classes"), self.target_decls).values()}
+        targets = {}
+        for n in self._decls(root.get("targets"), "targets", _TARGET_SCHEMA, ("size", "classes", "points_to"),
+                             self.target_decls).values():
+            if self._points_ok(n, inputs):
+                targets[n.name] = n.types["out"]
+            else:
+                self.target_decls.broken.add(n.name)
         model = root.get("model")
         if model is None or not model.is_map or not model.value:
             if model is not None:
@@ -126,9 +133,33 @@ class Builder:
                 return None
             c, h, w = shape
             vt = VType(c * h * w, None, layout=("image", c, h, w))
+        elif given[0] == "points_to":  # checked against the inputs by _points_ok
+            vt = VType(0, name if p["time"] is True else None, True, ("positions", p["points_to"]))
         else:
             vt = VType(p[given[0]], name if p["time"] is True else None, given[0] != "size")
-        return NodeIR(name, (name,), path, pos, "input", None, SimpleNamespace(**p), scope, types={"out": vt})
+        return NodeIR(name, (name,), path, pos, "input", None, SimpleNamespace(**p), scope, types={"out": vt},
+                      value_pos={k: v.pos for k, v in decl.value.items()})
+
+    def _points_ok(self, target: NodeIR, inputs: dict[str, NodeIR]) -> bool:
+        """A ``points_to:`` target names an input sequence of feature vectors (its positions are the classes)."""
+        layout = target.types["out"].layout
+        if layout is None or layout[0] != "positions":
+            return True
+        name, pos = layout[1], target.value_pos.get("points_to", target.pos)
+        label = f"{target.ypath}.points_to"
+        src = inputs.get(name)
+        if src is None and name in self.input_scope.broken:
+            return False  # reported where the input is declared
+        if src is None:
+            self.diags.error(pos, label, f"no input named '{name}' to point to",
+                             did_you_mean(name, inputs) if inputs else "declare it under inputs:")
+            return False
+        t = src.types["out"]
+        if t.time is None or t.layout is not None:
+            self.diags.error(pos, label, f"'{name}' is {t}, not a sequence: a pointer chooses positions of a sequence",
+                             f"declare inputs.{name} with time: true")
+            return False
+        return True
 
     def _expected(self, node: Node, path: str, message: str, hint: str = "") -> None:
         """Report a value of the wrong shape, unless its own error was reported already (a forbidden tag)."""

@@ -38,7 +38,9 @@ def _node(kind: str, cls, is_scope: bool) -> dict[str, Any]:
 
 
 def _decl(either: tuple[str, ...]) -> dict[str, Any]:
-    props: dict[str, Any] = {k: {"type": "integer", "minimum": 1} for k in either if k != "image"}
+    props: dict[str, Any] = {k: {"type": "integer", "minimum": 1} for k in either if k not in ("image", "points_to")}
+    if "points_to" in either:
+        props["points_to"] = {"type": "string", "description": "an input sequence whose positions the values are"}
     if "image" in either:
         props["image"] = {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 3, "maxItems": 3,
                           "description": "[channels, height, width]"}
@@ -65,7 +67,7 @@ def json_schema() -> dict[str, Any]:
         "name": {"type": "string"},
         "doc": {"type": "string"},
         "inputs": {**named, "additionalProperties": _decl(("size", "vocab", "image"))},
-        "targets": {**named, "additionalProperties": _decl(("size", "classes"))},
+        "targets": {**named, "additionalProperties": _decl(("size", "classes", "points_to"))},
         "model": {"$ref": "#/$defs/body"},
         "outputs": {**named, "additionalProperties": output},
     }

@@ -66,7 +66,7 @@ def run_steps(module, queries, keys, values, mask):
     state = module.init_state(queries.shape[0], queries)
     outs = []
     for t in range(queries.shape[1]):
-        context, weights, _, state = module.step(state, queries[:, t], keys, values, mask=mask)
+        context, weights, _, _, state = module.step(state, queries[:, t], keys, values, mask=mask)
         outs.append((context, weights))
     return torch.stack([c for c, _ in outs], 1), torch.stack([w for _, w in outs], 1)
 
@@ -126,17 +126,21 @@ def hand_attend(sd, score, q, keys, values, n, prev=None):
 def test_step_matches_hand_scores_with_padding(score):
     k = Q if score in ("dot", "scaled_dot", "cosine") else K
     module, outs = make(k=k, score=score, hidden=3)
-    assert outs == {"out": VType(V), "weights": VType(0, layout=("alignment", "x"))}
+    assert outs == {"out": VType(V), "weights": VType(0, layout=("alignment", "x")),
+                    "scores": VType(0, layout=("positions", "x"))}
     sd, q, keys, values = module.state_dict(), randn(B, Q, seed=1), padded(LENGTHS, k, 2), padded(LENGTHS, V, 3)
     state = module.init_state(B, q)
-    context, weights, _, new_state = module.step(state, q, keys, values, mask=mask_of(LENGTHS))
-    assert context.shape == (B, V) and weights.shape == (B, S)
+    context, weights, _, scores, new_state = module.step(state, q, keys, values, mask=mask_of(LENGTHS))
+    assert context.shape == (B, V) and weights.shape == (B, S) and scores.shape == (B, S)
     assert new_state[0] is weights and torch.equal(new_state[1], state[1])
     for i, n in enumerate(LENGTHS):
         ref_context, ref_weights = hand_attend(sd, score, q[i], keys[i], values[i], n)
         torch.testing.assert_close(context[i], ref_context, msg=f"context of example {i}")
         torch.testing.assert_close(weights[i], ref_weights, msg=f"weights of example {i}")
         assert torch.all(weights[i, n:] == 0)
+        # the pointer's output: the raw scores at the valid positions, the dtype's minimum at padding
+        torch.testing.assert_close(scores[i, :n], hand_scores(sd, score, q[i], keys[i, :n]), msg=f"scores {i}")
+        assert torch.all(scores[i, n:] == torch.finfo(scores.dtype).min)
 
 
 @pytest.mark.parametrize("score", SCORES + ["location_aware"])
@@ -189,8 +193,8 @@ def test_location_aware_reads_the_previous_alignment_through_the_state():
     q, keys, values = randn(B, 2, Q, seed=1), padded(LENGTHS, K, 2), padded(LENGTHS, V, 3)
     state = module.init_state(B, q)
     assert [tuple(s.shape) for s in state] == [(B, 1), (B, 1)]
-    c1, w1, _, state = module.step(state, q[:, 0], keys, values, mask=mask)
-    c2, w2, _, state = module.step(state, q[:, 1], keys, values, mask=mask)
+    c1, w1, _, _, state = module.step(state, q[:, 0], keys, values, mask=mask)
+    c2, w2, _, _, state = module.step(state, q[:, 1], keys, values, mask=mask)
     for i, n in enumerate(LENGTHS):
         r1, a1 = hand_attend(sd, "location_aware", q[i, 0], keys[i], values[i], n, prev=torch.zeros(S, dtype=q.dtype))
         r2, a2 = hand_attend(sd, "location_aware", q[i, 1], keys[i], values[i], n, prev=a1)
@@ -199,7 +203,7 @@ def test_location_aware_reads_the_previous_alignment_through_the_state():
         torch.testing.assert_close(c2[i], r2)
         torch.testing.assert_close(w2[i], a2)
     # the first alignment matters: the second step differs from one taken from zeros
-    _, w2_from_zeros, _, _ = module.step(module.init_state(B, q), q[:, 1], keys, values, mask=mask)
+    _, w2_from_zeros, _, _, _ = module.step(module.init_state(B, q), q[:, 1], keys, values, mask=mask)
     assert not torch.allclose(w2, w2_from_zeros)
 
 
@@ -208,12 +212,12 @@ def test_location_aware_state_survives_a_masked_carry():
     module, _ = make(score="location_aware", location_filters=2, location_kernel=3)
     q, keys = randn(B, 2, Q, seed=1), padded(LENGTHS, K, 2)
     state = module.init_state(B, q)
-    _, w1, _, new = module.step(state, q[:, 0], keys, None, mask=mask_of(LENGTHS))
+    _, w1, _, _, new = module.step(state, q[:, 0], keys, None, mask=mask_of(LENGTHS))
     valid = torch.tensor([[True], [False], [True]])
     state = tuple(torch.where(valid, a, b) for a, b in zip(new, state))
     assert state[0].shape == (B, S) and torch.all(state[0][1] == 0)
-    _, w2, _, _ = module.step(state, q[:, 1], keys, None, mask=mask_of(LENGTHS))
-    _, w2_fresh, _, _ = module.step(module.init_state(B, q), q[:, 1], keys, None, mask=mask_of(LENGTHS))
+    _, w2, _, _, _ = module.step(state, q[:, 1], keys, None, mask=mask_of(LENGTHS))
+    _, w2_fresh, _, _, _ = module.step(module.init_state(B, q), q[:, 1], keys, None, mask=mask_of(LENGTHS))
     torch.testing.assert_close(w2[1], w2_fresh[1])  # example 1 skipped its first step: α_{i−1} is still zeros
 
 
@@ -252,7 +256,7 @@ def test_local_p_window_and_gaussian_against_hand():
     assert outs["out"] == VType(V, "y")
     sd, mask = module.state_dict(), mask_of(LENGTHS)
     q, keys, values = randn(B, 4, Q, seed=1) * 2, padded(LENGTHS, Q, 2), padded(LENGTHS, V, 3)
-    contexts, weights, _ = module(q, keys, values, mask=mask)
+    contexts, weights, _, _ = module(q, keys, values, mask=mask)
     centers = []
     for t in range(4):
         for i, n in enumerate(LENGTHS):
@@ -272,7 +276,7 @@ def test_multi_head_against_hand(score):
     assert outs["out"] == VType(heads * d)
     sd, mask = module.state_dict(), mask_of(LENGTHS)
     q, keys, values = randn(B, Q, seed=1), padded(LENGTHS, K, 2), padded(LENGTHS, V, 3)
-    context, weights, _, _ = module.step(module.init_state(B, q), q, keys, values, mask=mask)
+    context, weights, _, _, _ = module.step(module.init_state(B, q), q, keys, values, mask=mask)
     for i, n in enumerate(LENGTHS):
         qp = (sd["q_proj.weight"] @ q[i] + sd["q_proj.bias"]).view(heads, d)
         kp = (keys[i, :n] @ sd["k_proj.weight"].T + sd["k_proj.bias"]).view(n, heads, d)
@@ -288,7 +292,7 @@ def test_multi_head_head_size():
     module, outs = make(score="dot", heads=3, head_size=2)
     assert outs["out"] == VType(6)
     assert module.state_dict()["k_proj.weight"].shape == (6, K)
-    context, weights, _, _ = module.step(module.init_state(B, randn(1, seed=0)), randn(B, Q, seed=1),
+    context, weights, _, _, _ = module.step(module.init_state(B, randn(1, seed=0)), randn(B, Q, seed=1),
                                       padded(LENGTHS, K, 2), padded(LENGTHS, V, 3), mask=mask_of(LENGTHS))
     assert context.shape == (B, 6) and weights.shape == (B, S)
 
@@ -380,9 +384,9 @@ def test_the_cache_is_per_loop_run_and_never_copied():
     assert pickle.loads(pickle.dumps(module))._cache.prep is None
     keys.add_(1.0)  # an in-place change of the keys between steps is seen too
     state = module.init_state(B, q)
-    _, w_a, _, _ = module.step(state, q[:, 0], keys, None, mask=None)
+    _, w_a, _, _, _ = module.step(state, q[:, 0], keys, None, mask=None)
     keys.add_(1.0)
-    _, w_b, _, _ = module.step(state, q[:, 0], keys, None, mask=None)
+    _, w_b, _, _, _ = module.step(state, q[:, 0], keys, None, mask=None)
     assert not torch.allclose(w_a, w_b)
 
 
@@ -437,7 +441,7 @@ def test_guess_type_reads_the_values_or_keys():
 
 
 def test_registration():
-    assert Attention.family == "attention" and Attention.ports == ("out", "weights", "logp") and Attention.stateful
+    assert Attention.family == "attention" and Attention.ports == ("out", "weights", "logp", "scores") and Attention.stateful
     assert Attention.inputs == ("query", "keys", "values") and Attention.watch == ("weights",)
     assert Attention.mask_for == "keys"
     assert all(param.doc for param in Attention.params.values())

@@ -72,12 +72,12 @@ def test_reinforce_estimates_the_gradient_of_the_expected_loss():
     q, keys, values = randn(1, 5, seed=1), padded([7], 4, 2), padded([7], 6, 3)  # 7 valid positions
     target = randn(1, 6, seed=5)
     state = module.init_state(1, q)
-    _, weights, _, _ = module.step(state, q, keys, values)
+    _, weights, _, _, _ = module.step(state, q, keys, values)
     loss_of = ((values[0] - target) ** 2).sum(-1)  # L(s) for each position s
     exact = torch.autograd.grad((weights[0] * loss_of).sum(), list(module.parameters()))
     n = 20000
     torch.manual_seed(0)
-    context, _, logp, _ = module.step(module.init_state(n, q), q.expand(n, -1), keys.expand(n, -1, -1),
+    context, _, logp, _, _ = module.step(module.init_state(n, q), q.expand(n, -1), keys.expand(n, -1, -1),
                                       values.expand(n, -1, -1))
     picked_loss = ((context - target) ** 2).sum(-1).detach()
     surrogate = LOSSES["reinforce"](logp, None, None, reward=-picked_loss)
@@ -94,7 +94,7 @@ def test_hard_attention_samples_by_alpha_never_padding_and_takes_the_argmax_in_e
     torch.manual_seed(1)
     n = 4000
     qs, ks, vs, ms = (x.repeat_interleave(n, 0) for x in (q, keys, values, mask))
-    context, weights, logp, _ = module.step(module.init_state(2 * n, q), qs, ks, vs, mask=ms)
+    context, weights, logp, _, _ = module.step(module.init_state(2 * n, q), qs, ks, vs, mask=ms)
     picks = (context.unsqueeze(1) == vs).all(-1).double().argmax(-1).view(2, n)  # which value was taken
     for b in range(2):
         freq = torch.bincount(picks[b], minlength=7).double() / n
@@ -102,7 +102,7 @@ def test_hard_attention_samples_by_alpha_never_padding_and_takes_the_argmax_in_e
     assert not bool((picks[0] >= 3).any() or (picks[1] >= 2).any())  # padding: α = 0, never drawn
     torch.testing.assert_close(logp.squeeze(-1), weights.gather(1, picks.view(-1, 1)).squeeze(-1).log())
     module.eval()
-    context, weights, logp, _ = module.step(module.init_state(2, q), q, keys, values, mask=mask)
+    context, weights, logp, _, _ = module.step(module.init_state(2, q), q, keys, values, mask=mask)
     best = weights.argmax(-1)
     torch.testing.assert_close(context, values[torch.arange(2), best])
     torch.testing.assert_close(logp.squeeze(-1), weights.max(-1).values.log())
@@ -112,9 +112,9 @@ def test_hard_attention_over_a_sequence_of_queries_matches_its_steps_in_eval():
     module, _ = make(score="general", step=False, hard=True)
     module.eval()
     q, keys, values = randn(2, 3, 5, seed=1), padded([7, 7], 4, 2), padded([7, 7], 6, 3)
-    context, weights, logp = module(q, keys, values)
+    context, weights, logp, _ = module(q, keys, values)
     for t in range(3):
-        c, w, lp, _ = module.step(module.init_state(2, q), q[:, t], keys, values)
+        c, w, lp, _, _ = module.step(module.init_state(2, q), q[:, t], keys, values)
         torch.testing.assert_close(context[:, t], c)
         torch.testing.assert_close(logp[:, t], lp)
 

@@ -532,11 +532,13 @@ class CodeGen:
         self.line(f"{force} = self.training and {target} is not None")
         done = self.name(f"{name}_done")
         self.line(f"{done} = torch.zeros((B,), dtype=torch.bool, device=_f.device)")
+        chosen = self._chosen_init(dec)
         outer_mask, self.step_mask = self.step_mask, None  # every example runs every step; the loss masks
         self.line("for t in range(" + steps + "):")
         self.depth += 1
         self._body(dec, carried)
         scores = self.value(inner, port)
+        choose_from = self._constrain(dec, scores, chosen)
         for key, edge in reads.items():
             self.line(f"{accs[key]}.append({self._inside(edge, dec)})")
         self.line(f"if {force}:")
@@ -544,13 +546,14 @@ class CodeGen:
             self.line(f"    {token} = {by_step}[t]")
         else:  # each example, each step: the target token with probability teacher_forcing, else its own choice
             self.line(f"    {token} = torch.where(torch.rand(B, device=_f.device) < {p.teacher_forcing!r}, "
-                      f"{by_step}[t], {scores}.detach().argmax(-1))")
+                      f"{by_step}[t], {choose_from}.argmax(-1))")
         self.line("else:")
-        self.line(f"    {token} = {scores}.detach().argmax(-1)")
+        self.line(f"    {token} = {choose_from}.argmax(-1)")
         self.line(f"    if {target} is None:  # prediction: stop once every example has written eos")
         self.line(f"        {done} = {done} | ({token} == {p.eos})")
         self.line(f"        if bool({done}.all()):")
         self.line("            break")
+        self._choose(dec, token, chosen)
         self.depth -= 1
         self.step_mask = outer_mask
         self._stack_reads(dec, reads, accs, watched)
@@ -595,6 +598,10 @@ class CodeGen:
             raise ValueError(f"beam search: '{edge.ref}' reads '{edge.src.dotted}' out of decode '{dec.dotted}'; "
                              f"under beam search only its output ('{p.output}') can be read")
         K, b0, V = self.beam_k, self.beam_b, dec.types["token"].size
+        pointer = V == 0  # a points_to: target: as many tokens as the source has positions, known at run time
+        if pointer:
+            V = self.name(f"{name}_V")
+        chosen = self._chosen_init(dec)
         finished = self.name(f"{name}_finished_row")
         score, done, length, hist, rows = (self.name(f"{name}_{v}") for v in ("score", "done", "length", "hist", "rows"))
         self.line(f"{score} = torch.zeros(({b0}, {K}), dtype=_f.dtype, device=_f.device)")
@@ -604,16 +611,22 @@ class CodeGen:
         self.line(f"{length} = torch.zeros((B,), dtype=_f.dtype, device=_f.device)")
         self.line(f"{hist} = torch.zeros((B, 0), dtype=torch.long, device=_f.device)")
         self.line(f"{rows} = (torch.arange({b0}, device=_f.device) * {K}).unsqueeze(1)")
-        self.line(f"{finished} = torch.full((1, {V}), -float('inf'), dtype=_f.dtype, device=_f.device)"
-                  f".index_fill(1, torch.tensor([{p.eos}], device=_f.device), 0.0)  # a finished beam: eos, at no cost")
+        make_finished = (f"{finished} = torch.full((1, {V}), -float('inf'), dtype=_f.dtype, device=_f.device)"
+                         f".index_fill(1, torch.tensor([{p.eos}], device=_f.device), 0.0)  # a finished beam: eos, at no cost")
+        if not pointer:
+            self.line(make_finished)
         self.line(f"for t in range({p.max_length}):")
         self.depth += 1
         outer_mask, self.step_mask = self.step_mask, None
         self._body(dec, carried)
         self.step_mask = outer_mask
         scores = self.value(inner, port)
+        if pointer:
+            self.line(f"{V} = {scores}.shape[-1]")
+            self.line(make_finished)
+        choose_from = self._constrain(dec, scores, chosen)
         logp = self.name(f"{name}_logp")
-        self.line(f"{logp} = torch.log_softmax({scores}.detach().to(_f.dtype), -1)")
+        self.line(f"{logp} = torch.log_softmax({choose_from}.to(_f.dtype), -1)")
         self.line(f"{logp} = torch.where({done}.unsqueeze(1), {finished}, {logp})")
         top, idx, src = (self.name(f"{name}_{v}") for v in ("top", "idx", "from"))
         self.line(f"{top}, {idx} = ({score}.unsqueeze(1) + {logp}).reshape({b0}, -1).topk({K}, 1)")
@@ -623,6 +636,9 @@ class CodeGen:
         self.line(f"{length} = {length}[{src}] + (~{done}[{src}]).to(_f.dtype)")
         self.line(f"{done} = {done}[{src}] | ({token} == {p.eos})")
         self.line(f"{hist} = torch.cat([{hist}[{src}], {token}.unsqueeze(1)], 1)")
+        if chosen is not None:
+            self.line(f"{chosen} = {chosen}[{src}]")
+            self._choose(dec, token, chosen)
         for key in carried:  # every beam continues from the state of the beam it extends
             self.line(f"{self.prev[key]} = {self.prev[key]}[{src}]")
         for node in self.ir.units(dec.body):
@@ -642,6 +658,44 @@ class CodeGen:
                 self.stacked[(id(dec), key)] = out
         self.expanded = {}
 
+    def _chosen_init(self, dec: NodeIR) -> str | None:
+        """A pointer decoder with a ``constraint``: the positions each example has chosen, (B, S) bool, made
+        at the first step (S is the source's length); None without a constraint."""
+        if dec.p.constraint in ("none", None):
+            return None
+        chosen = self.name(f"{dec.name}_chosen")
+        self.line(f"{chosen} = None  # the positions chosen so far (constraint {dec.p.constraint})")
+        return chosen
+
+    def _constrain(self, dec: NodeIR, scores: str, chosen: str | None) -> str:
+        """Scores of the positions the constraint forbids go to ``BLOCKED``: a chosen position (eos excepted);
+        with ``permutation``, eos until every valid position is chosen. Returns what the next token is chosen
+        from (detached): the scores with the forbidden positions at −inf, so that no score, however low,
+        lets one be chosen."""
+        if chosen is None:
+            return f"{scores}.detach()"
+        eos = dec.p.eos
+        self.line(f"if {chosen} is None:")
+        self.line(f"    {chosen} = torch.zeros({scores}.shape, dtype=torch.bool, device={scores}.device)")
+        blocked = chosen
+        if dec.p.constraint == "permutation":
+            axis = self.ir.targets[dec.p.target].layout[1]
+            mask = self.masks.get(axis) if self.masked else None
+            mask = self.expanded.get(mask, mask) if mask is not None else None
+            blocked = self.name(f"{dec.name}_blocked")
+            taken = chosen if mask is None else f"({chosen} | ~{mask})"  # eos is never marked: S − 1 when all are
+            self.line(f"{blocked} = {chosen}.clone()")
+            self.line(f"{blocked}[:, {eos}] = {taken}.sum(1) < {chosen}.shape[1] - 1  # eos once all are chosen")
+        choose_from = self.name(f"{dec.name}_allowed")
+        self.line(f"{choose_from} = {scores}.detach().masked_fill({blocked}, -float('inf'))")
+        self.line(f"{scores} = {scores}.masked_fill({blocked}, {BLOCKED!r})")
+        return choose_from
+
+    def _choose(self, dec: NodeIR, token: str, chosen: str | None) -> None:
+        """After the step's token: it is chosen (eos is never marked: it may end the answer, then repeat)."""
+        if chosen is not None:
+            self.line(f"{chosen} = {chosen}.scatter(1, {token}.unsqueeze(1), ({token} != {dec.p.eos}).unsqueeze(1))")
+
     def _initial(self, edge: Edge) -> str:
         src, t = edge.src, edge.src.types[edge.port]
         if src.cls.state_is_output and edge.port == "out":  # e.g. prev(memory) at t = 0: its initial contents
@@ -652,6 +706,11 @@ class CodeGen:
         value = float(init) if isinstance(init, (int, float)) and not isinstance(init, bool) else 0.0  # zeros, first, ...
         return f"_f.new_full((B, {t.size}), {value!r})"
 
+
+
+BLOCKED = -1.0e4  # the score a pointer's constraint gives a forbidden position (the choice itself masks it
+# with −inf, see _constrain): finite, so that a free-running evaluation whose target is a position it already
+# chose costs a large but finite loss (about 1e4 for that step), representable in float16 too
 
 
 def _key_from(edge: Edge, scope: NodeIR) -> tuple:

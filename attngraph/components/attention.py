@@ -2,7 +2,10 @@
 
 A query q (the decoder state) scores every position s of the keys k_s (e.g. encoder states); the alignment
 α = softmax_s(score(q, k_s)) over the valid positions weights the values v_s (default: the keys) into the
-context c = Σ_s α_s v_s. Ports: ``out`` = c, ``weights`` = α (what `attngraph inspect` draws). Scores::
+context c = Σ_s α_s v_s. Ports: ``out`` = c, ``weights`` = α (what `attngraph inspect` draws), ``scores`` = the
+scores before the softmax, padding (and positions outside a local window) at the dtype's minimum: a pointer
+(Vinyals et al. 2015) is an attention whose scores are the output, a decoder's distribution over the input
+positions (``targets: {y: {points_to: x}}``, see scopes/decode.py). Scores::
 
     dot              qᵀk                      scaled_dot   qᵀk / √d           cosine   qᵀk / (|q| |k|)
     general          qᵀ W k                   (Luong's bilinear form; W is Q×K)
@@ -143,9 +146,10 @@ class _Cache:
         return (_Cache, ())
 
 
-@component("attention", "attention", PARAMS, ports=("out", "weights", "logp"), stateful=True,
+@component("attention", "attention", PARAMS, ports=("out", "weights", "logp", "scores"), stateful=True,
            doc="Soft attention (Bahdanau, Luong, Chorowski): out = Σ_s α_s v_s with α = softmax of a query–key "
-               "score over the valid positions; weights = α; hard: true samples one position instead (Xu et al.)")
+               "score over the valid positions; weights = α; scores = the masked scores before the softmax (a "
+               "pointer's output, Vinyals et al.); hard: true samples one position instead (Xu et al.)")
 class Attention(Component):
     watch = ("weights",)
     mask_for = "keys"
@@ -206,12 +210,16 @@ class Attention(Component):
         types = {"out": VType(size, q.time), "weights": VType(0, q.time, layout=("alignment", k.time))}
         if p.hard:
             types["logp"] = VType(1, q.time, layout=("logp",))
+        if p.heads == 1:
+            types["scores"] = VType(0, q.time, layout=("positions", k.time))
         return types
 
     @classmethod
     def missing_port(cls, p, port):
         if port == "logp":
             return "logp is the log-probability of the position a hard attention samples", "set hard: true"
+        if port == "scores":
+            return "scores over the positions are those of a single head (a pointer)", "set heads: 1"
         return None
 
     @classmethod
@@ -274,11 +282,12 @@ class Attention(Component):
 
     def step(self, state, query, keys, values=None, mask=None):
         """query (B, Q), keys (B, S, K), values (B, S, V) or None, mask (B, S) bool or None ->
-        (context (B, V), weights (B, S), logp (B, 1) or None, (weights, step + 1))."""
+        (context (B, V), weights (B, S), logp (B, 1) or None, scores (B, S) or None (heads > 1),
+        (weights, step + 1))."""
         prep = self._prepared(keys, values, mask)
         prev, counter = state
         q = query if self.heads == 1 else self._fold(F.linear(query, self.q_proj.weight, self.q_proj.bias))
-        weights = self._align(self._scores(q, prep, prev, False), q, prep, counter, False)
+        weights, scores = self._align(self._scores(q, prep, prev, False), q, prep, counter, False)
         logp = None
         if self.hard:
             context, logp = self._sample(weights.unsqueeze(1), prep.values)
@@ -287,22 +296,24 @@ class Attention(Component):
             context = torch.bmm(weights.unsqueeze(1), prep.values).squeeze(1)
         if self.heads > 1:
             context, weights = self._unfold(context, weights)
+            scores = None
         # the step count is read by local_m alone: other windows carry it unchanged (one op less per step)
-        return context, weights, logp, (weights, counter + 1 if self.window == "local_m" else counter)
+        return context, weights, logp, scores, (weights, counter + 1 if self.window == "local_m" else counter)
 
     def forward(self, query, keys, values=None, mask=None):
         """query (B, T, Q), keys (B, S, K), values (B, S, V) or None, mask (B, S) bool or None ->
-        (context (B, T, V), weights (B, T, S), logp (B, T, 1) or None): every query step at once."""
+        (context (B, T, V), weights (B, T, S), logp (B, T, 1) or None, scores (B, T, S) or None (heads > 1)):
+        every query step at once."""
         if self.score == "location_aware" or self.window == "local_m":
             raise RuntimeError(f"attention with score {self.score} and window {self.window} runs step by step")
         prep = self._prepare(keys, values, mask)
         q = query if self.heads == 1 else self._fold(F.linear(query, self.q_proj.weight, self.q_proj.bias))
-        weights = self._align(self._scores(q, prep, None, True), q, prep, None, True)
+        weights, scores = self._align(self._scores(q, prep, None, True), q, prep, None, True)
         if self.hard:
             context, logp = self._sample(weights, prep.values)
-            return context, weights, logp
+            return context, weights, logp, scores
         context = torch.bmm(weights, prep.values)
-        return (*self._unfold(context, weights), None) if self.heads > 1 else (context, weights, None)
+        return (*self._unfold(context, weights), None, None) if self.heads > 1 else (context, weights, None, scores)
 
     def _sample(self, weights: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Hard attention: weights (B, T, S), values (B, S, V) -> (the value at one position per query
@@ -374,7 +385,8 @@ class Attention(Component):
         return torch.bmm(q, keys.transpose(1, 2)) if seq else torch.bmm(keys, q.unsqueeze(-1)).squeeze(-1)
 
     def _align(self, scores, q, prep: _Prep, counter, seq: bool) -> torch.Tensor:
-        """Mask (padding, window), softmax, and local_p's Gaussian: scores (N, [T,] S) -> weights."""
+        """Mask (padding, window), softmax, and local_p's Gaussian: scores (N, [T,] S) -> (weights, the masked
+        scores)."""
         invalid = prep.invalid
         if invalid is not None and seq:
             invalid = invalid.unsqueeze(1)
@@ -393,7 +405,7 @@ class Attention(Component):
         weights = torch.softmax(scores, -1)
         if self.window == "local_p":  # exp(−(s − p)² / 2σ²) with σ = D/2
             weights = weights * torch.exp(dist.square() * (-2.0 / self.half_width ** 2))
-        return weights
+        return weights, scores
 
     def _fold(self, x: torch.Tensor) -> torch.Tensor:
         """(B, ..., H·d) -> (H·B, ..., d), head-major."""

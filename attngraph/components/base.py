@@ -42,7 +42,12 @@ class VType:
 
     Tensor shapes: ``(B, size)`` or ``(B, T, size)``; index values ``(B,)`` or ``(B, T)``.
 
-    ``layout`` marks a structured value kept flat in ``size`` features, e.g. ``("memory", N, M)`` for an
+    ``layout = ("positions", A)`` marks a pointer's values (Vinyals et al. 2015): with ``index`` a position on
+    the time axis ``A`` (a ``points_to:`` target, the token of a decoder writing one), without it scores over
+    those positions (an attention's ``scores``); their size, the length of ``A``, is known only at run time
+    (``size`` is 0).
+
+    Otherwise ``layout`` marks a structured value kept flat in ``size`` features, e.g. ``("memory", N, M)`` for an
     N×M memory (``size = N·M``, viewed as ``(B, N, M)`` by the heads that read it) or ``("ntm_write", N, M)``
     for a write head's (weighting, erase, add). Only components that declare it in ``accepts`` take one. A
     value of a :attr:`Component.step_local` port (the write) is a tuple of tensors at run time, not a flat one.
@@ -57,7 +62,9 @@ class VType:
         return VType(self.size, time, self.index, self.layout)
 
     def __str__(self) -> str:
-        if self.layout is not None:
+        if self.layout is not None and self.layout[0] == "positions":  # a pointer's choice, or its scores
+            inner = f"position<{self.layout[1]}>" if self.index else f"scores<positions of {self.layout[1]}>"
+        elif self.layout is not None:
             dims = "×".join(str(d) for d in self.layout[1:])
             inner = f"{self.layout[0]}[{dims}]" if dims else self.layout[0]
         else:

@@ -89,6 +89,14 @@ class CrossEntropy(Loss):
         super().check(pred, target)
         if not target.index:
             raise ShapeError(f"'cross_entropy' needs a target with classes:, not size: ({target})")
+        pointer = target.layout is not None and target.layout[0] == "positions"
+        if pointer and pred.layout != target.layout:
+            raise ShapeError(f"the target holds positions of '{target.layout[1]}', so the prediction must score those "
+                             f"positions, but it is {pred}", hint=f"read the scores port of an attention whose keys are "
+                             f"on the time axis of '{target.layout[1]}' (a pointer)")
+        if not pointer and pred.layout is not None and pred.layout[0] == "positions":
+            raise ShapeError(f"the prediction scores positions of '{pred.layout[1]}' but the target has {target.size} "
+                             f"classes", hint=f"declare the target with points_to: {pred.layout[1]}")
         if pred.size != target.size:
             raise ShapeError(f"size mismatch: the prediction scores {pred.size} classes but the target has "
                              f"{target.size}")

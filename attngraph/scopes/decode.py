@@ -12,6 +12,12 @@ How long it runs: in training and whenever the batch holds the target, as many s
 ``max_length`` steps, stopping early once every example has emitted ``eos``. Beam search
 (``CompiledModel.generate``) returns token ids instead of scores; see :mod:`attngraph.compiler.beam`.
 
+A pointer (Vinyals et al. 2015) is a decoder whose target is declared ``points_to:`` an input: its tokens are
+positions of that input, ``prev(dec)`` is the position chosen last (``pick`` reads the input there), its
+output is an attention's ``scores`` over the input's positions, ``bos`` defaults to 0 (the pointer tasks'
+end marker) and ``constraint`` (no_repeat, permutation) forbids choices: their scores become ``BLOCKED``
+(codegen.py), in training, free running and beam search alike.
+
 Example (Bahdanau et al. 2015: the attention query is the previous decoder state)::
 
     dec:
@@ -28,7 +34,7 @@ from __future__ import annotations
 
 from ..components.base import VType
 from ..spec.diagnostics import did_you_mean
-from ..spec.params import Float, Int, Param, Str
+from ..spec.params import Choice, Float, Int, Param, Str
 from .base import ScopeKind, scope
 
 
@@ -48,6 +54,9 @@ class Decode(ScopeKind):
         "beam": Param(Int(min=1), 1, "beam width of generate() and 'attngraph eval --beam' (1: greedy)"),
         "length_penalty": Param(Float(min=0.0), 1.0,
                                 "beam search ranks finished answers by log p / length^this (0: raw log p)"),
+        "constraint": Param(Choice("none", "no_repeat", "permutation"), "none",
+                            "a points_to: target only: no_repeat never chooses a position twice (but eos); "
+                            "permutation also chooses eos only once every valid position is chosen"),
     }
 
     @classmethod
@@ -63,8 +72,19 @@ class Decode(ScopeKind):
             return False
         if not t.index or t.time is None:
             diags.error(pos, label, f"target '{p.target}' is {t}, not a sequence of tokens",
-                        "a decoder writes a target declared with classes: (and time: true)")
+                        "a decoder writes a target declared with classes: or points_to: (and time: true)")
             return False
+        pointer = t.layout is not None and t.layout[0] == "positions"
+        if p.constraint not in ("none", None) and not pointer:
+            diags.error(node.value_pos.get("constraint", node.pos), f"{node.ypath}.constraint",
+                        f"constraint {p.constraint} chooses among positions, but target '{p.target}' has classes",
+                        "it applies to a pointer: a target declared with points_to:")
+            return False
+        if pointer:  # the tokens are positions of the input: any position is one, bos defaults to 0 (its marker)
+            if "bos" not in node.value_pos:
+                p.bos = 0
+            node.types["token"] = VType(0, None, index=True, layout=t.layout)
+            return True
         for key in ("bos", "eos"):
             value = getattr(p, key)
             if isinstance(value, int) and value >= t.size:
@@ -92,6 +112,14 @@ class Decode(ScopeKind):
             return
         got = inner.types.get(port)
         if got is None:
+            return
+        if t.layout is not None and t.layout[0] == "positions":
+            want = ("positions", t.layout[1])
+            if got.index or got.time is not None or got.layout != want:
+                diags.error(pos, label, f"'{node.p.output}' is {got}, but decode '{node.name}' needs scores over the "
+                            f"positions of '{t.layout[1]}' (target '{node.p.target}' points to them)",
+                            f"end the body with an attention over a sequence on the time axis of '{t.layout[1]}' and "
+                            f"name its scores, e.g. output: ptr.scores")
             return
         if got.index or got.layout is not None or got.time is not None or got.size != t.size:
             diags.error(pos, label, f"'{node.p.output}' is {got}, but decode '{node.name}' needs scores over the "
