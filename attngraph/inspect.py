@@ -44,6 +44,13 @@ def inspect(model: CompiledModel, batch: dict[str, torch.Tensor], out: Path, tas
     if heads:
         written.append(_weights_picture(heads, out / "attention.png"))
     vocab = task.vocab() if hasattr(task, "vocab") else {}
+    if hasattr(task, "position_names"):  # a pointer task: its input positions by what they hold
+        vocab = {**vocab, **task.position_names(batch)}
+    for oname, o in model.ir.outputs.items():
+        t = o.edge.type
+        if t is not None and t.layout is not None and t.layout[0] == "positions" and t.time is not None:
+            written.append(_pointer_picture(model, oname, outputs[oname][0], batch, predictions, vocab,
+                                            out / f"pointer-{oname}.png"))
     for name, weights in aligned.items():
         node = name.rsplit(".", 1)[0]
         image = _image_under(model, name)
@@ -111,6 +118,10 @@ def _decoded(model: CompiledModel, node, predictions, vocab, steps: int) -> tupl
     ids = predictions[output.name][0].tolist()
     n = next((i + 1 for i, t in enumerate(ids) if t == dec.p.eos), len(ids))
     names = vocab.get(dec.p.target)
+    layout = model.ir.targets[dec.p.target].layout
+    if layout is not None and layout[0] == "positions":  # a pointer wrote positions: name them by what they hold
+        names = vocab.get(layout[1])
+        return [names[i] if names and i < len(names) else str(i) for i in ids[:n]], n
     return [names[i] if names else str(i) for i in ids[:n]], n
 
 
@@ -238,6 +249,33 @@ def _memory_picture(name: str, value: torch.Tensor, layout, path: Path) -> Path:
     return path
 
 
+def _pointer_picture(model: CompiledModel, name: str, scores: torch.Tensor, batch, predictions,
+                     vocab: dict[str, list[str]], path: Path) -> Path:
+    """A pointer's choices: output steps (rows, labelled with the position chosen) × input positions
+    (columns), the softmax of the scores the answer was read from (after the decoder's constraint), white = 1."""
+    plt = _plt()
+    axis = model.ir.targets[model.ir.outputs[name].target].layout[1]
+    s_mask = batch.get(f"{axis}.mask")
+    n_src = int(s_mask[0].sum()) if s_mask is not None else scores.shape[-1]
+    dec = next(s for s in model.ir.outputs[name].edge.into if s.kind == "decode")
+    ids = predictions[name][0].tolist()
+    n_out = next((i + 1 for i, t in enumerate(ids) if t == dec.p.eos), len(ids))
+    names = vocab.get(axis) or [str(i) for i in range(n_src)]
+    p = torch.softmax(scores[:n_out, :n_src].float(), -1).numpy()
+    fig, ax = plt.subplots(figsize=(1.6 + 0.45 * n_src, 1.2 + 0.32 * n_out))
+    ax.imshow(p, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="equal")
+    ax.set_xticks(range(n_src), names[:n_src], fontsize=7, rotation=90)
+    ax.set_yticks(range(n_out), [names[i] if i < len(names) else str(i) for i in ids[:n_out]], fontsize=7)
+    ax.xaxis.tick_top()
+    ax.set_xlabel(f"positions of {axis}", fontsize=9)
+    ax.set_ylabel("chosen (greedy)", fontsize=9)
+    ax.set_title(f"{name}: p(position) per step", fontsize=9, pad=40)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _alignment_picture(model: CompiledModel, name: str, weights: torch.Tensor, batch, predictions,
                        vocab: dict[str, list[str]], path: Path) -> Path:
     """A decoder's attention as Bahdanau et al. (2015) draw it: output tokens (rows) × source positions
@@ -253,6 +291,8 @@ def _alignment_picture(model: CompiledModel, name: str, weights: torch.Tensor, b
     fig, ax = plt.subplots(figsize=(1.2 + 0.32 * n_src, 1.2 + 0.32 * n_out))
     ax.imshow(w, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="equal")
     src_names = vocab.get(keys)
+    if keys in vocab and src_names and batch.get(keys) is not None and batch[keys].is_floating_point():
+        src = list(range(n_src))  # a pointer task names its positions (points), not token ids
     ax.set_xticks(range(n_src), [src_names[i] if src_names else str(i) for i in src[:n_src]], fontsize=8)
     ax.set_yticks(range(n_out), out_names, fontsize=8)
     ax.xaxis.tick_top()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -356,3 +357,19 @@ def test_pick_takes_the_element_at_each_position_and_its_gradient_reaches_only_t
             want[b, at[b, t]] += r[b, t]
     torch.testing.assert_close(seq.grad, want)
 
+
+
+def test_inspect_draws_the_choices_with_the_points_as_labels(tmp_path):
+    """inspect on a pointer task: a picture of p(position) per step (the constrained softmax the answer is read
+    from), and the task names positions by the numbers they hold."""
+    from attngraph.inspect import inspect
+    from attngraph.tasks.base import TASKS
+
+    sorter = TASKS["sort_numbers"](SimpleNamespace(n=[3, 3], input="x", target="y"))
+    data = sorter.sample(1, torch.Generator().manual_seed(0))
+    names = sorter.position_names(data)["x"]
+    assert names == ["end"] + [f"{v:.2f}" for v in data["x"][0, 1:, 0].tolist()]
+    data["x"] = data["x"].double()
+    written = inspect(build(), data, tmp_path, task=sorter)
+    assert tmp_path / "pointer-y.png" in written and (tmp_path / "pointer-y.png").stat().st_size > 0
+    assert tmp_path / "alignment-dec.ptr.png" in written

@@ -345,6 +345,16 @@ class PointerTask(Task):
         return {"inputs": {p.input: VType(self.dims + 1, p.input)},
                 "targets": {p.target: VType(0, p.target, index=True, layout=("positions", p.input))}}
 
+    def position_names(self, batch: dict[str, torch.Tensor], example: int = 0) -> dict[str, list[str]]:
+        """Labels of one example's input positions for `attngraph inspect`: "end" for the marker, then each
+        point's coordinates to two decimals ("0.37" or "(0.21, 0.80)")."""
+        x, mask = batch[self.p.input][example], batch[f"{self.p.input}.mask"][example]
+        names = ["end"]
+        for point in x[1:int(mask.sum())].tolist():
+            coords = [f"{v:.2f}" for v in point[:self.dims]]
+            names.append(coords[0] if len(coords) == 1 else f"({', '.join(coords)})")
+        return {self.p.input: names}
+
     def answers(self, points: list[list[tuple[float, ...]]]) -> list[list[int]]:
         """The answer (positions 1..n, without the end) of each example's points (float64 tuples)."""
         raise NotImplementedError  # every task defines it
