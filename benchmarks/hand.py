@@ -1,13 +1,15 @@
 """Hand-written PyTorch models with the same math as the benchmark specs (``benchmarks/specs/``,
-``gallery/ntm-copy/spec.yaml`` for the NTM and ``gallery/attention-dates-bahdanau/spec.yaml`` for Bahdanau).
+``gallery/ntm-copy/spec.yaml`` for the NTM and ``gallery/attention-dates-bahdanau/spec.yaml`` for Bahdanau;
+``specs/pointer_sort.yaml``, a copy of ``gallery/pointer-sort-5/spec.yaml``'s model, for the pointer network).
 
 Each is the conventional, idiomatic implementation one would write without attngraph: ``nn.LSTM`` over the
 whole sequence, or ``nn.LSTMCell`` / ``nn.GRUCell`` stepped by a Python loop with the linear head applied at
 every step (as the spec's loop body does); the Neural Turing Machine with its memory addressing written out
 in plain tensor ops; the RNNsearch encoder-decoder with a packed ``nn.GRU`` encoder and an ``nn.GRUCell``
 decoder loop under teacher forcing; Adaptive Computation Time around an ``nn.LSTMCell`` with per-example
-halting over a batch. ``weight_map`` maps each compiled-model parameter name to the hand-written one, so
-both models can start from identical weights.
+halting over a batch; a pointer network with a bidirectional ``nn.LSTM`` encoder and an ``nn.LSTMCell`` decoder
+loop under teacher forcing, its permutation constraint a mask built from the targets. ``weight_map`` maps each
+compiled-model parameter name to the hand-written one, so both models can start from identical weights.
 """
 from __future__ import annotations
 
@@ -22,6 +24,14 @@ def bce_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | No
     with a float ``mask`` (B, T), the mean over the steps it marks (copy: the output phase)."""
     per_step = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
     return per_step.mean() if mask is None else (per_step * mask).sum() / mask.sum()
+
+
+def cross_entropy_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on logits (B, T, C) against class ids (B, T), averaged over the steps a bool ``mask`` (B, T)
+    marks (as ``loss: cross_entropy`` with a target mask)."""
+    per_token = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view_as(target)
+    mask = mask.float()
+    return (per_token * mask).sum() / mask.sum()
 
 
 class LSTMSeq(nn.Module):
@@ -236,9 +246,7 @@ class Bahdanau(nn.Module):
     @staticmethod
     def loss(logits: torch.Tensor, tgt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Cross-entropy averaged over the target positions ``mask`` marks (the answer and its eos)."""
-        per_token = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), reduction="none").view_as(tgt)
-        mask = mask.float()
-        return (per_token * mask).sum() / mask.sum()
+        return cross_entropy_loss(logits, tgt, mask)
 
     @staticmethod
     def weight_map() -> dict[str, str]:
@@ -309,6 +317,76 @@ class ACTLSTM(nn.Module):
     def weight_map() -> dict[str, str]:
         return {**_rnn_map("nodes.seq.ponder.ctrl.rnn", 1, "cell", cells=True),
                 **_linear_map("nodes.seq.ponder.h.proj", "halt"), **_linear_map("nodes.seq.ponder.y.proj", "head")}
+
+
+class PointerNet(nn.Module):
+    """(8) A pointer network (Vinyals et al. 2015) sorting numbers, as ``specs/pointer_sort.yaml`` (the model of
+    ``gallery/pointer-sort-5``), trained with teacher forcing: an ``nn.Linear`` embedding of the points, a
+    bidirectional ``nn.LSTM`` encoder, then an ``nn.LSTMCell`` decoder stepped by a Python loop over the target
+    positions.
+
+    Position 0 of ``x`` is the end marker: step t reads the embedding of the point chosen at step t − 1 (the
+    marker at t = 0; under teacher forcing all of them are known in advance, so they are gathered in one call
+    before the loop), runs the cell, glimpses at the encoder states (additive attention vᵀ tanh(W h + U k + b),
+    softmax, context) and scores every position with a second additive attention queried by the glimpse: its
+    scores, before any softmax, are the step's output. U k + b of both attentions is computed once per batch.
+    The permutation constraint: a position chosen at an earlier step, and the end marker until every number has
+    been chosen, score ``BLOCKED`` (so the softmax of the loss gives it no weight); the mask of every step is
+    built from the targets before the loop and applied once to the stacked scores. The decoder state starts at
+    zeros.
+    """
+
+    BLOCKED = -1e4  # the score of a position the constraint forbids (attngraph's value)
+
+    def __init__(self, n_in: int = 2, emb: int = 64, hidden: int = 128, attention: int = 128):
+        super().__init__()
+        self.hidden = hidden
+        self.emb = nn.Linear(n_in, emb)
+        self.encoder = nn.LSTM(emb, hidden, batch_first=True, bidirectional=True)
+        self.cell = nn.LSTMCell(emb, hidden)
+        bound = attention ** -0.5
+        self.glimpse_W = nn.Linear(hidden, attention, bias=False)
+        self.glimpse_U = nn.Linear(2 * hidden, attention)
+        self.glimpse_v = nn.Parameter(torch.empty(attention).uniform_(-bound, bound))
+        self.ptr_W = nn.Linear(2 * hidden, attention, bias=False)
+        self.ptr_U = nn.Linear(2 * hidden, attention)
+        self.ptr_v = nn.Parameter(torch.empty(attention).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x (B, S, n_in) points (the end marker at position 0), y (B, T) target positions (all valid) ->
+        pointer scores (B, T, S)."""
+        batch, length = x.shape[:2]
+        e = self.emb(x)  # (B, S, emb)
+        enc = self.encoder(e)[0]  # (B, S, 2·hidden)
+        glimpse_keys, ptr_keys = self.glimpse_U(enc), self.ptr_U(enc)  # U k + b, once per batch
+        fed = torch.cat([y.new_zeros(batch, 1), y[:, :-1]], 1)  # teacher forcing: the marker, then the targets
+        inputs = e.gather(1, fed.unsqueeze(-1).expand(-1, -1, e.shape[-1]))  # (B, T, emb)
+        blocked = F.one_hot(fed, length).cumsum(1) > 0  # (B, T, S): the positions chosen before each step
+        blocked[..., 0] = ~blocked[..., 1:].all(-1)  # the end marker: once every number is chosen
+        h = c = x.new_zeros(batch, self.hidden)
+        scores = []
+        for inp in inputs.unbind(1):
+            h, c = self.cell(inp, (h, c))
+            alpha = torch.softmax(torch.tanh(glimpse_keys + self.glimpse_W(h).unsqueeze(1)) @ self.glimpse_v, -1)
+            glimpse = torch.bmm(alpha.unsqueeze(1), enc).squeeze(1)  # (B, 2·hidden)
+            scores.append(torch.tanh(ptr_keys + self.ptr_W(glimpse).unsqueeze(1)) @ self.ptr_v)  # (B, S)
+        return torch.stack(scores, 1).masked_fill(blocked, self.BLOCKED)
+
+    @staticmethod
+    def loss(scores: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over the positions, averaged over the target steps ``mask`` marks (all of them here)."""
+        return cross_entropy_loss(scores, y, mask)
+
+    @staticmethod
+    def weight_map() -> dict[str, str]:
+        encoder = {f"nodes.enc.rnn.{w}_l0{d}": f"encoder.{w}_l0{d}"
+                   for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") for d in ("", "_reverse")}
+        attentions = {}
+        for name in ("glimpse", "ptr"):
+            attentions.update({f"nodes.dec.{name}.W.weight": f"{name}_W.weight", f"nodes.dec.{name}.v": f"{name}_v",
+                               **_linear_map(f"nodes.dec.{name}.U", f"{name}_U")})
+        return {**_linear_map("nodes.emb.proj", "emb"), **encoder, **_rnn_map("nodes.dec.rnn.rnn", 1, "cell", cells=True),
+                **attentions}
 
 
 def _rnn_map(prefix: str, layers: int, name: str, cells: bool) -> dict[str, str]:

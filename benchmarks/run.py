@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/run.py              # full run (about 18 minutes on 2 CPU cores)
+    python benchmarks/run.py              # full run (about 20 minutes on 2 CPU cores)
     python benchmarks/run.py --quick      # smoke run (under a minute)
     python benchmarks/run.py --threads 2  # torch.set_num_threads(2) (default 1)
     python benchmarks/run.py --clock cpu  # time this process's CPU time instead of wall time
@@ -12,8 +12,8 @@ Usage::
 
 For every model (a spec under ``benchmarks/specs/``, or a gallery spec) and batch size, the compiled model and
 its hand-written twin (``benchmarks/hand.py``) start from identical weights and see identical inputs (their
-outputs and losses are checked to agree first). One training step is forward + loss + backward + Adam step.
-After a warm-up, the two alternate in one process (A, B, A, B, ...): each round times ``steps`` consecutive
+outputs, losses and gradients are checked to agree first). One training step is forward + loss + backward + Adam
+step. After a warm-up, the two alternate in one process (A, B, A, B, ...): each round times ``steps`` consecutive
 training steps of each, and the reported time per step is the median over rounds. The last line is
 ``worst_ratio: X.XXX``, the largest compiled/hand-written ratio; before it, a second table gives the same
 medians as training throughput in sequences per second. With ``--processes K`` every model runs in K fresh
@@ -41,13 +41,25 @@ from torch import nn
 import attngraph
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/hand.py, however this script is started
-from hand import ACTLSTM, NTM, Bahdanau, LoopFeedback, LoopGRU2, LoopLSTM, LSTMSeq, bce_loss, load_compiled_weights  # noqa: E402
+from hand import (  # noqa: E402
+    ACTLSTM,
+    NTM,
+    Bahdanau,
+    LoopFeedback,
+    LoopGRU2,
+    LoopLSTM,
+    LSTMSeq,
+    PointerNet,
+    bce_loss,
+    load_compiled_weights,
+)
 
 SPECS = Path(__file__).resolve().parent / "specs"
 GALLERY = Path(__file__).resolve().parent.parent / "gallery"
 N_IN, HIDDEN, N_OUT, T = 9, 128, 8, 40  # the synthetic models under specs/
 COPY_LENGTH = 20  # ntm-copy: every sequence has the longest length of the gallery spec's task, T = 2*20 + 1
-AGREE = 1e-4  # the largest |compiled - hand-written| output difference accepted before timing
+AGREE = 1e-4  # the largest |compiled - hand-written| difference of outputs and losses accepted before timing,
+# and of gradients relative to the largest gradient
 
 
 def random_bits(spec: attngraph.Spec, batch: int) -> dict[str, torch.Tensor]:
@@ -102,6 +114,15 @@ def seq2seq_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tens
     return model.loss(seq2seq_forward(model, batch), batch["tgt"], batch["tgt.mask"])
 
 
+def pointer_forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(batch["x"], batch["y"])
+
+
+def pointer_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy over the positions, averaged over the steps ``y.mask`` marks (as the compiled loss)."""
+    return PointerNet.loss(pointer_forward(model, batch), batch["y"], batch["y.mask"])
+
+
 @dataclass(frozen=True)
 class Case:
     """One benchmark row: a spec, its hand-written twin (the class and its arguments), a batch size, how to
@@ -152,6 +173,8 @@ CASES = [
     _bahdanau(64),
     _act_lstm("act-lstm"),
     _act_lstm("act-lstm-bias-2", -2.0),
+    Case("pointer-sort", SPECS / "pointer_sort.yaml", PointerNet, 128, hand_args=(), data=task_batch,
+         forward=pointer_forward, loss=pointer_loss),
 ]
 
 
@@ -173,6 +196,7 @@ class Result:
     compiled_ms: float
     hand_ms: float
     max_diff: float
+    grad_diff: float  # the largest |compiled - hand-written| gradient difference / the largest |gradient|
     ratios: tuple[float, ...] = ()  # with --processes: each process's ratio
 
     @property
@@ -201,6 +225,26 @@ def make_models(case: Case, spec: attngraph.Spec) -> tuple[attngraph.CompiledMod
     hand = case.hand(*case.hand_args)
     load_compiled_weights(hand, compiled.state_dict())
     return compiled, hand
+
+
+def gradient_diff(case: Case, compiled: attngraph.CompiledModel, hand: nn.Module,
+                  batch: dict[str, torch.Tensor]) -> float:
+    """The largest |difference| between the two models' gradients of their losses on ``batch``, over every
+    parameter (each compiled parameter against the twin's it was copied to), divided by the largest |gradient|
+    of the compiled model; the gradients are cleared after."""
+    compiled.loss(compiled(batch), batch)[0].backward()
+    case.loss(hand, batch).backward()
+    mapping, diff, scale = type(hand).weight_map(), 0.0, 0.0
+    for name, param in compiled.named_parameters():
+        twin = hand.get_parameter(mapping[name])
+        if (param.grad is None) != (twin.grad is None):
+            raise SystemExit(f"{case.name}: {name} has a gradient in one model only")
+        if param.grad is not None:
+            diff = max(diff, (param.grad - twin.grad).abs().max().item())
+            scale = max(scale, param.grad.abs().max().item())
+    compiled.zero_grad(set_to_none=True)
+    hand.zero_grad(set_to_none=True)
+    return diff / scale if scale else diff
 
 
 def compiled_step(model: attngraph.CompiledModel, batch: dict[str, torch.Tensor], lr: float = 1e-3
@@ -252,9 +296,10 @@ def run_case(case: Case, settings: Settings, clock: Callable[[], float], compile
         outputs = compiled(batch)
         max_diff = (outputs[case.output] - case.forward(hand, batch)).abs().max().item()
         loss_diff = abs(compiled.loss(outputs, batch)[0].item() - case.loss(hand, batch).item())
-    if max_diff > AGREE or loss_diff > AGREE:
+    grad_diff = gradient_diff(case, compiled, hand, batch)
+    if max_diff > AGREE or loss_diff > AGREE or grad_diff > AGREE:
         raise SystemExit(f"{case.name}: the compiled and hand-written models disagree (max |diff| {max_diff:.2e}, "
-                         f"loss |diff| {loss_diff:.2e})")
+                         f"loss |diff| {loss_diff:.2e}, gradient |diff| {grad_diff:.2e})")
     steps = (compiled_step(compiled, batch, case.lr), hand_step(case, hand, batch))
     for _ in range(settings.warmup):
         for step in steps:
@@ -264,7 +309,8 @@ def run_case(case: Case, settings: Settings, clock: Callable[[], float], compile
     for _ in range(settings.rounds):
         for step, out in zip(steps, times):
             out.append(timed(step, settings.steps, clock))
-    return Result(case, batch[case.output].shape[1], statistics.median(times[0]), statistics.median(times[1]), max_diff)
+    return Result(case, batch[case.output].shape[1], statistics.median(times[0]), statistics.median(times[1]), max_diff,
+                  grad_diff)
 
 
 def in_processes(index: int, argv: list[str], processes: int) -> Result:
@@ -279,16 +325,16 @@ def in_processes(index: int, argv: list[str], processes: int) -> Result:
         runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return Result(CASES[index], runs[0]["steps"], statistics.median(r["compiled_ms"] for r in runs),
                   statistics.median(r["hand_ms"] for r in runs), max(r["max_diff"] for r in runs),
-                  tuple(r["compiled_ms"] / r["hand_ms"] for r in runs))
+                  max(r["grad_diff"] for r in runs), tuple(r["compiled_ms"] / r["hand_ms"] for r in runs))
 
 
 def print_table(results: list[Result]) -> None:
     w = max(15, *(len(r.case.name) for r in results))  # the model column
     print(f"{'model':<{w}} {'batch':>5} {'compiled ms/step':>17} {'hand ms/step':>13} {'ratio':>7} {'range':>12} "
-          f"{'max |diff|':>11}")
+          f"{'max |diff|':>11} {'grad diff':>10}")
     for r in results:
         print(f"{r.case.name:<{w}} {r.case.batch:>5} {r.compiled_ms:>17.3f} {r.hand_ms:>13.3f} {r.ratio:>7.3f} "
-              f"{r.spread:>12} {r.max_diff:>11.1e}")
+              f"{r.spread:>12} {r.max_diff:>11.1e} {r.grad_diff:>10.1e}")
     print()
     print(f"{'model':<{w}} {'batch':>5} {'T':>4} {'compiled seq/s':>15} {'hand seq/s':>11}")
     for r in results:
@@ -318,7 +364,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = QUICK if args.quick else FULL
     if args.case is not None:
         r = run_case(CASES[args.case], settings, CLOCKS[args.clock], args.compile)
-        print(json.dumps({"steps": r.steps, "compiled_ms": r.compiled_ms, "hand_ms": r.hand_ms, "max_diff": r.max_diff}))
+        print(json.dumps({"steps": r.steps, "compiled_ms": r.compiled_ms, "hand_ms": r.hand_ms, "max_diff": r.max_diff,
+                          "grad_diff": r.grad_diff}))
         return
     cases = [i for i, case in enumerate(CASES) if not args.only or case.name in args.only]
     if not cases:
