@@ -115,14 +115,16 @@ def _decoded(model: CompiledModel, node, predictions, vocab, steps: int) -> tupl
         if dec is not None and dec.kind == "decode" else None
     if output is None:
         return [str(i) for i in range(steps)], steps
-    ids = predictions[output.name][0].tolist()
+    return _answer(model, dec, predictions[output.name][0].tolist(), vocab)
+
+
+def _answer(model: CompiledModel, dec, ids: list[int], vocab) -> tuple[list[str], int]:
+    """A decoder's answer up to its first eos: the names of its tokens (for a pointer, of the positions it
+    chose), and how many there are."""
     n = next((i + 1 for i, t in enumerate(ids) if t == dec.p.eos), len(ids))
-    names = vocab.get(dec.p.target)
     layout = model.ir.targets[dec.p.target].layout
-    if layout is not None and layout[0] == "positions":  # a pointer wrote positions: name them by what they hold
-        names = vocab.get(layout[1])
-        return [names[i] if names and i < len(names) else str(i) for i in ids[:n]], n
-    return [names[i] if names else str(i) for i in ids[:n]], n
+    names = vocab.get(layout[1] if layout is not None and layout[0] == "positions" else dec.p.target)
+    return [names[i] if names and i < len(names) else str(i) for i in ids[:n]], n
 
 
 def _image_attention_picture(model: CompiledModel, name: str, weights: torch.Tensor, image: torch.Tensor,
@@ -258,14 +260,13 @@ def _pointer_picture(model: CompiledModel, name: str, scores: torch.Tensor, batc
     s_mask = batch.get(f"{axis}.mask")
     n_src = int(s_mask[0].sum()) if s_mask is not None else scores.shape[-1]
     dec = next(s for s in model.ir.outputs[name].edge.into if s.kind == "decode")
-    ids = predictions[name][0].tolist()
-    n_out = next((i + 1 for i, t in enumerate(ids) if t == dec.p.eos), len(ids))
+    chosen, n_out = _answer(model, dec, predictions[name][0].tolist(), vocab)
     names = vocab.get(axis) or [str(i) for i in range(n_src)]
     p = torch.softmax(scores[:n_out, :n_src].float(), -1).numpy()
     fig, ax = plt.subplots(figsize=(1.6 + 0.45 * n_src, 1.2 + 0.32 * n_out))
     ax.imshow(p, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="equal")
     ax.set_xticks(range(n_src), names[:n_src], fontsize=7, rotation=90)
-    ax.set_yticks(range(n_out), [names[i] if i < len(names) else str(i) for i in ids[:n_out]], fontsize=7)
+    ax.set_yticks(range(n_out), chosen, fontsize=7)
     ax.xaxis.tick_top()
     ax.set_xlabel(f"positions of {axis}", fontsize=9)
     ax.set_ylabel("chosen (greedy)", fontsize=9)

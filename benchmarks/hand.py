@@ -250,8 +250,7 @@ class Bahdanau(nn.Module):
 
     @staticmethod
     def weight_map() -> dict[str, str]:
-        encoder = {f"nodes.enc.rnn.{w}_l0{d}": f"encoder.{w}_l0{d}"
-                   for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") for d in ("", "_reverse")}
+        encoder = _bidirectional_map("nodes.enc.rnn", "encoder")
         return {"nodes.src_emb.table.weight": "src_emb.weight", **encoder, "nodes.dec.emb.table.weight": "tgt_emb.weight",
                 "nodes.dec.att.W.weight": "att_W.weight", **_linear_map("nodes.dec.att.U", "att_U"),
                 "nodes.dec.att.v": "att_v", **_rnn_map("nodes.dec.rnn.rnn", 1, "cell", cells=True),
@@ -379,8 +378,7 @@ class PointerNet(nn.Module):
 
     @staticmethod
     def weight_map() -> dict[str, str]:
-        encoder = {f"nodes.enc.rnn.{w}_l0{d}": f"encoder.{w}_l0{d}"
-                   for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") for d in ("", "_reverse")}
+        encoder = _bidirectional_map("nodes.enc.rnn", "encoder")
         attentions = {}
         for name in ("glimpse", "ptr"):
             attentions.update({f"nodes.dec.{name}.W.weight": f"{name}_W.weight", f"nodes.dec.{name}.v": f"{name}_v",
@@ -399,6 +397,12 @@ def _rnn_map(prefix: str, layers: int, name: str, cells: bool) -> dict[str, str]
             else:
                 out[f"{prefix}.{w}_l{layer}"] = f"{name}.{layer}.{w}" if layers > 1 else f"{name}.{w}"
     return out
+
+
+def _bidirectional_map(prefix: str, name: str) -> dict[str, str]:
+    """A one-layer bidirectional nn.GRU/nn.LSTM's parameters, compiled name -> hand-written name."""
+    return {f"{prefix}.{w}_l0{d}": f"{name}.{w}_l0{d}"
+            for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") for d in ("", "_reverse")}
 
 
 def _linear_map(prefix: str, name: str) -> dict[str, str]:

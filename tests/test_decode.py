@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_reference import affine, gru_cell
+from test_reference import affine, build_decisive, gru_cell
 
 import attngraph
 
@@ -20,11 +20,7 @@ BOS, EOS = 1, 0
 
 
 def build(overrides: list[str] = (), seed: int = 0) -> attngraph.CompiledModel:
-    torch.manual_seed(seed)
-    model = attngraph.build(attngraph.load(SPEC, list(overrides))).double()
-    for p in model.parameters():  # larger weights than the default init: decisive argmaxes, distinct beams
-        torch.nn.init.normal_(p, std=0.8)
-    return model
+    return build_decisive(SPEC, overrides, seed)
 
 
 def batch(seed: int = 3) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from click.testing import CliRunner
-from test_reference import affine, gru_cell
+from test_reference import affine, build_decisive, gru_cell
 
 import attngraph
 from attngraph.compiler.codegen import BLOCKED
@@ -28,11 +28,7 @@ N = (4, 2, 4)  # points per example: the second one is shorter (padding at its t
 
 
 def build(overrides: list[str] = (), seed: int = 0) -> attngraph.CompiledModel:
-    torch.manual_seed(seed)
-    model = attngraph.build(attngraph.load(SPEC, list(overrides))).double()
-    for p in model.parameters():  # larger weights than the default init: decisive argmaxes, distinct beams
-        torch.nn.init.normal_(p, std=0.8)
-    return model
+    return build_decisive(SPEC, overrides, seed)
 
 
 def batch(n: tuple[int, ...] = N, seed: int = 3) -> dict[str, torch.Tensor]:

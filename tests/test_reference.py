@@ -125,6 +125,16 @@ def build(path: Path, overrides: list[str] = (), seed: int = 0) -> attngraph.Com
     return model
 
 
+def build_decisive(path: Path, overrides: list[str] = (), seed: int = 0) -> attngraph.CompiledModel:
+    """A float64 model with weights drawn from N(0, 0.8²), larger than the default init: decisive argmaxes and
+    distinct beams for the decoder references."""
+    torch.manual_seed(seed)
+    model = attngraph.build(attngraph.load(path, list(overrides))).double()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.8)
+    return model
+
+
 def leaf_params(model: attngraph.CompiledModel) -> Params:
     """Independent copies of the model's weights, as leaves that collect the reference's gradients."""
     return {name: value.detach().clone().requires_grad_(True) for name, value in model.state_dict().items()}

@@ -636,8 +636,10 @@ class CodeGen:
         self.line(f"{length} = {length}[{src}] + (~{done}[{src}]).to(_f.dtype)")
         self.line(f"{done} = {done}[{src}] | ({token} == {p.eos})")
         self.line(f"{hist} = torch.cat([{hist}[{src}], {token}.unsqueeze(1)], 1)")
-        if chosen is not None:
+        if chosen is not None:  # each beam continues from what the beam it extends had chosen
             self.line(f"{chosen} = {chosen}[{src}]")
+            if (id(dec), "left") in self.values:
+                self.line(f"{self.values[(id(dec), 'left')]} = {self.values[(id(dec), 'left')]}[{src}]")
             self._choose(dec, token, chosen)
         for key in carried:  # every beam continues from the state of the beam it extends
             self.line(f"{self.prev[key]} = {self.prev[key]}[{src}]")
@@ -659,42 +661,46 @@ class CodeGen:
         self.expanded = {}
 
     def _chosen_init(self, dec: NodeIR) -> str | None:
-        """A pointer decoder with a ``constraint``: the positions each example has chosen, (B, S) bool, made
-        at the first step (S is the source's length); None without a constraint."""
+        """A pointer decoder with a ``constraint``: the positions it may not choose at this step, (B, S) bool,
+        made at the first step (S is the source's length); None without a constraint. With ``permutation``
+        also ``<dec>_left``, the valid positions each example has still to choose, which decides eos."""
         if dec.p.constraint in ("none", None):
             return None
-        chosen = self.name(f"{dec.name}_chosen")
-        self.line(f"{chosen} = None  # the positions chosen so far (constraint {dec.p.constraint})")
-        return chosen
+        blocked = self.name(f"{dec.name}_blocked")
+        self.line(f"{blocked} = None  # the positions forbidden at this step (constraint {dec.p.constraint})")
+        return blocked
 
-    def _constrain(self, dec: NodeIR, scores: str, chosen: str | None) -> str:
+    def _constrain(self, dec: NodeIR, scores: str, blocked: str | None) -> str:
         """Scores of the positions the constraint forbids go to ``BLOCKED``: a chosen position (eos excepted);
-        with ``permutation``, eos until every valid position is chosen. Returns what the next token is chosen
-        from (detached): the scores with the forbidden positions at −inf, so that no score, however low,
-        lets one be chosen."""
-        if chosen is None:
+        with ``permutation``, eos until every valid position is chosen. Returns the expression the next token
+        is chosen from (detached, evaluated only where a token is chosen, not under teacher forcing): the
+        scores with the forbidden positions at −inf, so that no score, however low, lets one be chosen."""
+        if blocked is None:
             return f"{scores}.detach()"
-        eos = dec.p.eos
-        self.line(f"if {chosen} is None:")
-        self.line(f"    {chosen} = torch.zeros({scores}.shape, dtype=torch.bool, device={scores}.device)")
-        blocked = chosen
+        self.line(f"if {blocked} is None:")
+        self.line(f"    {blocked} = torch.zeros({scores}.shape, dtype=torch.bool, device={scores}.device)")
         if dec.p.constraint == "permutation":
             axis = self.ir.targets[dec.p.target].layout[1]
             mask = self.masks.get(axis) if self.masked else None
             mask = self.expanded.get(mask, mask) if mask is not None else None
-            blocked = self.name(f"{dec.name}_blocked")
-            taken = chosen if mask is None else f"({chosen} | ~{mask})"  # eos is never marked: S − 1 when all are
-            self.line(f"{blocked} = {chosen}.clone()")
-            self.line(f"{blocked}[:, {eos}] = {taken}.sum(1) < {chosen}.shape[1] - 1  # eos once all are chosen")
-        choose_from = self.name(f"{dec.name}_allowed")
-        self.line(f"{choose_from} = {scores}.detach().masked_fill({blocked}, -float('inf'))")
+            left = self.values[(id(dec), "left")] = self.name(f"{dec.name}_left")
+            valid = f"{mask}.sum(1)" if mask is not None else f"torch.full((B,), {scores}.shape[1], device={scores}.device)"
+            self.line(f"    {left} = {valid} - 1  # every valid position but eos is still to choose")
+            self.line(f"    {blocked}[:, {dec.p.eos}] = {left} > 0")
         self.line(f"{scores} = {scores}.masked_fill({blocked}, {BLOCKED!r})")
-        return choose_from
+        return f"{scores}.detach().masked_fill({blocked}, -float('inf'))"
 
-    def _choose(self, dec: NodeIR, token: str, chosen: str | None) -> None:
-        """After the step's token: it is chosen (eos is never marked: it may end the answer, then repeat)."""
-        if chosen is not None:
-            self.line(f"{chosen} = {chosen}.scatter(1, {token}.unsqueeze(1), ({token} != {dec.p.eos}).unsqueeze(1))")
+    def _choose(self, dec: NodeIR, token: str, blocked: str | None) -> None:
+        """After the step's token: it is forbidden from now on (eos is never: it may end the answer, then
+        repeat); with ``permutation`` eos is allowed once no valid position is left."""
+        if blocked is None:
+            return
+        eos = dec.p.eos
+        self.line(f"{blocked} = {blocked}.scatter(1, {token}.unsqueeze(1), ({token} != {eos}).unsqueeze(1))")
+        if dec.p.constraint == "permutation":
+            left = self.values[(id(dec), "left")]
+            self.line(f"{left} = {left} - ({token} != {eos}).long()")
+            self.line(f"{blocked}[:, {eos}] = {left} > 0")
 
     def _initial(self, edge: Edge) -> str:
         src, t = edge.src, edge.src.types[edge.port]

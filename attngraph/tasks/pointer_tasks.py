@@ -78,6 +78,7 @@ Worked examples (the tests check them)::
 """
 from __future__ import annotations
 
+import abc
 import itertools
 import math
 from collections.abc import Sequence
@@ -355,9 +356,9 @@ class PointerTask(Task):
             names.append(coords[0] if len(coords) == 1 else f"({', '.join(coords)})")
         return {self.p.input: names}
 
+    @abc.abstractmethod
     def answers(self, points: list[list[tuple[float, ...]]]) -> list[list[int]]:
         """The answer (positions 1..n, without the end) of each example's points (float64 tuples)."""
-        raise NotImplementedError  # every task defines it
 
     def sample(self, batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         p = self.p
