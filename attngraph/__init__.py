@@ -7,7 +7,7 @@
 from . import components, scopes, tasks, training  # noqa: F401  (register the built-in kinds, tasks, sections)
 from .api import Spec, build, check, load, load_plugins
 from .compiler.module import CompiledModel
-from .components import LOSSES, Component, Loss, ShapeError, VType, component, register_loss
+from .components import LOSSES, Component, Loss, ShapeError, VType, component, op, register_loss
 from .scopes import ScopeKind, scope
 from .spec.diagnostics import Diagnostic, SpecError
 from .spec.params import Bool, Choice, Either, Float, Int, IntList, IntRange, Param, RefList, RefType, Str
@@ -15,6 +15,6 @@ from .spec.params import Bool, Choice, Either, Float, Int, IntList, IntRange, Pa
 __version__ = "0.1.0"
 __all__ = [
     "Spec", "build", "check", "load", "load_plugins", "CompiledModel", "LOSSES", "Component", "Loss",
-    "ShapeError", "VType", "component", "register_loss", "ScopeKind", "scope", "Diagnostic", "SpecError",
+    "ShapeError", "VType", "component", "op", "register_loss", "ScopeKind", "scope", "Diagnostic", "SpecError",
     "Bool", "Choice", "Either", "Float", "Int", "IntList", "IntRange", "Param", "RefList", "RefType", "Str",
 ]

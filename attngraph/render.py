@@ -233,6 +233,8 @@ def _cluster_lines(node: NodeIR, depth: int, indent: str, ports: set[tuple[int, 
     if node.kind == "decode":
         title = f"{node.name} (decode → {node.p.target}, teacher forcing {node.p.teacher_forcing:g}" + \
             (f", {node.p.constraint.replace('_', ' ')})" if node.p.constraint not in ("none", None) else ")")
+    if node.kind == "program":
+        title = f"{node.name} (program: {node.p.steps} steps of {node.p.library}" + (", hard)" if node.p.hard else ")")
     if node.cls.halting:
         rule = f"λ_p {node.p.prior:g}" if node.kind == "pondernet" else f"ε {node.p.epsilon:g}"
         title = f"{node.name} ({node.kind}: halt {node.p.halt}, {rule}, ≤ {node.p.max_steps} steps)"

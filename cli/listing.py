@@ -1,7 +1,7 @@
 """Text for ``attngraph list``: every kind with its parameters, types, defaults and docs."""
 from __future__ import annotations
 
-from attngraph.components import LOSSES, REGISTRY
+from attngraph.components import LIBRARIES, LOSSES, REGISTRY
 from attngraph.scopes import SCOPES
 from attngraph.spec.params import Param
 from attngraph.tasks import TASKS
@@ -19,7 +19,7 @@ def _param_lines(params: dict[str, Param]) -> list[str]:
 def describe_kind(kind: str) -> str | None:
     cls = REGISTRY.get(kind) or SCOPES.get(kind)
     if cls is None:
-        return describe_task(kind)
+        return describe_task(kind) or describe_library(kind)
     lines = [f"{kind} ({cls.family}): {cls.doc}"]
     if kind in REGISTRY:
         lines.append(f"  ports: {', '.join(cls.ports)}" + ("; stateful inside a loop" if cls.stateful else ""))
@@ -38,6 +38,16 @@ def describe_task(name: str) -> str | None:
     return "\n".join(lines)
 
 
+def describe_library(name: str) -> str | None:
+    """An op library of the ``program`` scope: its ops in order (the order of the ``ops:`` node's scores)."""
+    ops = LIBRARIES.get(name)
+    if ops is None:
+        return None
+    lines = [f"{name} (op library, {len(ops)} ops, in the order of the program's op scores):"]
+    lines += [f"    {o.name}({', '.join(o.takes)}) -> {o.gives}. {o.doc}" for o in ops.values()]
+    return "\n".join(lines)
+
+
 def describe_all() -> str:
     blocks = []
     families: dict[str, list[str]] = {}
@@ -50,6 +60,8 @@ def describe_all() -> str:
     blocks += [describe_kind(k) + "\n" for k in sorted(SCOPES)]
     blocks.append("== tasks (task: {kind: NAME, ...}) ==")
     blocks += [describe_task(k) + "\n" for k in sorted(TASKS)]
+    blocks.append("== op libraries (program: {library: NAME}) ==")
+    blocks += [describe_library(k) + "\n" for k in sorted(LIBRARIES)]
     blocks.append("== losses (outputs: {from: NODE, loss: NAME}) ==")
     blocks += [f"{name}: {loss.doc}" for name, loss in LOSSES.items()]
     return "\n".join(blocks)

@@ -15,8 +15,9 @@ from collections.abc import Callable
 
 import torch
 
+from ..components.ops import library_ops, program_step
 from ..ir import IR, Edge, NodeIR, ScopeIR, nodes_in, unit_in
-from .runtime import halt_keep, halt_mix, ponder_stack
+from .runtime import halt_keep, halt_mix, one_hot_max, ponder_stack
 
 
 class CodeGen:
@@ -702,6 +703,75 @@ class CodeGen:
             self.line(f"{left} = {left} - ({token} != {eos}).long()")
             self.line(f"{blocked}[:, {eos}] = {left} > 0")
 
+    # ------------------------------------------------------------------------------------------- programs
+    def emit_program(self, prog: NodeIR, ops: list) -> None:
+        """A ``program`` scope (scopes/program.py): a ``for`` over its steps; after the body, the op and column
+        distributions, every op of the library run and mixed by type (runtime.program_step), and the registers'
+        history shifted (rows two steps back, scalars three)."""
+        p, name = prog.p, prog.name
+        self.line(f"# program '{prog.dotted}': {p.steps} steps of {p.library!r} ({', '.join(o.name for o in ops)})")
+        lib, vals = self.name(f"{name}_ops"), self.name(f"{name}_values")
+        self.line(f"{lib} = _library_ops({p.library!r})")
+        opv, colv = self.value(prog, "prev_op"), self.value(prog, "prev_column")
+        self.line(f"{opv} = _f.new_zeros((B, {len(ops)}))")
+        table = rows = lookup = None
+        if p.table is not None:
+            edge = prog.inputs["table"][0]
+            table = self.expr(edge)
+            mask = self.masks.get(edge.type.time) if self.masked else None
+            valid = f"{mask}.to(_f.dtype)" if mask is not None else f"{table}.new_ones({table}.shape[:2])"
+            rows, lookup = self.name(f"{name}_rows"), self.name(f"{name}_lookup")
+            self.line(f"{colv} = _f.new_zeros((B, {prog.types['prev_column'].size}))")
+            self.line(f"{vals} = {{'table': {table}, 'valid': {valid}, 'scalar': _f.new_zeros((B, 1))}}")
+            self.line(f"{vals}['rows'] = {vals}['rows_2'] = {vals}['valid']  # before the first step: every row")
+            self.line(f"{lookup} = torch.zeros_like({table})")
+        else:
+            self.line(f"{vals} = {{'scalar': _f.new_zeros((B, 1))}}")
+        self.line(f"{vals}['scalar_2'] = {vals}['scalar_3'] = {vals}['scalar']")
+        carried = self._carried_init(prog)
+        reads = self._reads(prog)
+        watched = self._watched_init(prog)
+        own = []
+        if self.record:  # the induced program, step by step
+            own = [(port, self.name(f"rec_{name}_{port}")) for port in ("op", "column", "scalar", "rows", "pivot")
+                   if not (port in ("column", "rows") and table is None) and not (port == "pivot" and p.pivot is None)]
+            for _, var in own:
+                self.line(f"{var} = []")
+        outer_mask, self.step_mask = self.step_mask, None
+        self.line(f"for _step in range({p.steps}):")
+        self.depth += 1
+        self._body(prog, carried)
+        self.line(f"{opv} = torch.softmax({self.value(*prog.refs['ops'][:2])}, -1)")
+        if p.hard:
+            self.line(f"{opv} = {opv} if self.training else _one_hot_max({opv})")
+        if p.columns is not None:
+            self.line(f"{colv} = torch.softmax({self.value(*prog.refs['columns'][:2])}, -1)")
+            if p.hard:
+                self.line(f"{colv} = {colv} if self.training else _one_hot_max({colv})")
+            self.line(f"{vals}['column'] = {colv}")
+        if p.pivot is not None:
+            self.line(f"{vals}['pivot'] = {self.value(*prog.refs['pivot'][:2])}")
+        scalar = self.name(f"{name}_scalar")
+        self.line(f"{scalar}, {rows or '_'}, {lookup or '_'} = _program_step({lib}, {opv}, {vals}, "
+                  f"{vals}['rows'] if 'rows' in {vals} else None, {lookup})")
+        self.line(f"{vals}['scalar_3'], {vals}['scalar_2'], {vals}['scalar'] = {vals}['scalar_2'], {vals}['scalar'], {scalar}")
+        if table is not None:
+            self.line(f"{vals}['rows_2'], {vals}['rows'] = {vals}['rows'], {rows}")
+        for port, var in own:
+            value = {"op": opv, "column": colv, "scalar": scalar, "rows": rows, "pivot": f"{vals}['pivot']"}[port]
+            self.line(f"{var}.append({value})")
+        self.depth -= 1
+        self.step_mask = outer_mask
+        self._stack_reads(prog, {}, {}, watched)
+        for port, var in own:
+            self.line(f"_rec[{prog.dotted + '.' + port!r}] = torch.stack({var}, 1)")
+        for key, edge in reads.items():  # a body value read from outside: its value at the last step
+            self.stacked[(id(prog), key)] = self._inside(edge, prog)
+        self.line(f"{self.value(prog, 'scalar')} = {scalar}")
+        if table is not None:
+            self.line(f"{self.value(prog, 'rows')} = {rows}.unsqueeze(-1)")
+            self.line(f"{self.value(prog, 'lookup')} = {lookup}")
+
     def _initial(self, edge: Edge) -> str:
         src, t = edge.src, edge.src.types[edge.port]
         if src.cls.state_is_output and edge.port == "out":  # e.g. prev(memory) at t = 0: its initial contents
@@ -780,7 +850,8 @@ def compile_forward(ir: IR, masked: bool, record: bool = False,
                 f"{':steps' if step_compiler else ''}{':beam' if beam else ''}>")
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict = {"torch": torch, "_halt_mix": halt_mix, "_halt_keep": halt_keep,
-                       "_ponder_stack": ponder_stack}
+                       "_ponder_stack": ponder_stack, "_library_ops": library_ops, "_program_step": program_step,
+                       "_one_hot_max": one_hot_max}
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated code, no spec text
     namespace["_steps"] = {name: step_compiler(namespace[name]) for name in frees or {}}
     return source, namespace["forward"]

@@ -33,3 +33,8 @@ def ponder_stack(values: list[torch.Tensor], steps: int) -> torch.Tensor:
     if out.shape[1] < steps:
         out = torch.cat([out, out.new_zeros(out.shape[0], steps - out.shape[1], *out.shape[2:])], 1)
     return out
+
+
+def one_hot_max(p: torch.Tensor) -> torch.Tensor:
+    """A distribution (B, K) replaced by the one-hot of its most probable entry (a program's hard selection)."""
+    return torch.zeros_like(p).scatter_(1, p.argmax(1, keepdim=True), 1.0)

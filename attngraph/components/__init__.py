@@ -1,6 +1,8 @@
 """Built-in components; importing this package registers them."""
-from . import attention, controllers, conv, halting, layers, ntm, pointer  # noqa: F401  (registration side effects)
+from . import attention, controllers, conv, halting, layers, ntm, ops, pointer  # noqa: F401  (registration side effects)
 from .base import REGISTRY, Component, ShapeError, VType, component
 from .losses import LOSSES, Loss, register_loss
+from .ops import LIBRARIES, op
 
-__all__ = ["REGISTRY", "Component", "ShapeError", "VType", "component", "LOSSES", "Loss", "register_loss"]
+__all__ = ["REGISTRY", "Component", "ShapeError", "VType", "component", "LOSSES", "Loss", "register_loss", "LIBRARIES",
+           "op"]
