@@ -103,6 +103,7 @@ class Output:
     weight: float
     pos: Pos
     reward: str | None = None  # reinforce: the output whose per-example log-likelihood is the reward
+    options: dict = field(default_factory=dict)  # the loss's settings (Loss.options), e.g. huber's delta
 
 
 @dataclass

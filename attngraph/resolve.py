@@ -16,23 +16,61 @@ from .ir import IR, Edge, NodeIR, Output, ScopeIR, edges_within, frame_units, no
 from .scopes.base import SCOPES, ScopeKind
 from .spec.diagnostics import Diagnostics, Pos, did_you_mean
 from .spec.document import BROKEN
-from .spec.params import INVALID, PATH_RE, Bool, Choice, Float, Int, IntList, Param, Ref, RefList, RefType, Str, check_mapping
-from .spec.yamlload import Node
+from .spec.params import (
+    INVALID,
+    NAME_RE,
+    PATH_RE,
+    Bool,
+    Choice,
+    Float,
+    Int,
+    IntList,
+    Param,
+    ParamType,
+    Ref,
+    RefList,
+    RefType,
+    Str,
+    check_mapping,
+)
+from .spec.yamlload import YAML11_BOOLS, Node
 
 RESERVED = {"prev", "self", "batch", "torch", "B", "t"}
+
+
+class TimeAxis(ParamType):
+    """An input's ``time:``: true (a sequence on its own time axis), false (one value per example) or the
+    name of another input sequence whose time axis (lengths and mask) it shares."""
+
+    name = "true, false or the name of an input sequence"
+
+    def check(self, node, path, diags):
+        if isinstance(node.value, bool):
+            return node.value
+        if node.plain and isinstance(node.value, str) and node.value.lower() in YAML11_BOOLS:
+            return Bool().check(node, path, diags)  # 'yes'/'no': the hint to write true or false
+        if isinstance(node.value, str) and not node.is_map and not node.is_list and NAME_RE.match(node.value):
+            return node.value
+        return self.expected(node, path, diags)
+
+    def schema(self):
+        return {"anyOf": [{"type": "boolean"}, {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}]}
+
 
 
 _INPUT_SCHEMA = {
     "size": Param(Int(min=1), None, "feature vector size"),
     "vocab": Param(Int(min=1), None, "number of token classes (values are integer indices)"),
     "image": Param(IntList(min=1), None, "[channels, height, width]: one image per example, (B, C, H, W) floats"),
-    "time": Param(Bool(), True, "the input is a sequence (B, T, ...); false: one vector per example"),
+    "time": Param(TimeAxis(), True, "the input is a sequence (B, T, ...) on its own time axis; false: one vector per "
+                                    "example; another input's name: a sequence on that input's time axis (its "
+                                    "lengths, and its .mask covers this one)"),
 }
 _TARGET_SCHEMA = {
     "size": Param(Int(min=1), None, "feature vector size"),
     "classes": Param(Int(min=1), None, "number of classes (values are integer indices)"),
     "points_to": Param(Str(), None, "an input sequence: the values are positions in it (a pointer network's answer)"),
-    "time": Param(Bool(), True, "the target is a sequence"),
+    "time": Param(TimeAxis(), True, "the target is a sequence"),
 }
 _OUTPUT_SCHEMA = {
     "from": Param(RefType(), doc="the node (or node.port) this output reads"),
@@ -42,6 +80,16 @@ _OUTPUT_SCHEMA = {
     "reward": Param(Str(), None, "reinforce: the output whose per-example log-likelihood (minus its loss summed "
                                  "over the counted steps) rewards the sampled choices"),
 }
+
+
+def _loss_option_keys() -> dict[str, Param]:
+    """Every loss's output settings (``Loss.options``: huber's delta, a plug-in's own), unset by default."""
+    return {k: Param(v.type, None, v.doc) for loss in LOSSES.values() for k, v in loss.options.items()}
+
+
+def output_schema() -> dict[str, Param]:
+    """The keys of an entry of ``outputs:``: the fixed ones and every registered loss's options."""
+    return {**_OUTPUT_SCHEMA, **_loss_option_keys()}
 
 
 class Builder:
@@ -57,6 +105,7 @@ class Builder:
         scope = ScopeIR(None, None, complete=root.get("inputs") is not None)  # a missing section is reported already
         inputs = self._decls(root.get("inputs"), "inputs", _INPUT_SCHEMA, ("size", "vocab", "image"), scope)
         self.input_scope = scope
+        self._shared_axes(inputs)
         self.target_decls = ScopeIR(None, None)
         targets = {}
         for n in self._decls(root.get("targets"), "targets", _TARGET_SCHEMA, ("size", "classes", "points_to"),
@@ -120,6 +169,11 @@ class Builder:
             return None
         if p["time"] is INVALID:
             return None
+        if isinstance(p["time"], str) and section != "inputs":
+            self.diags.error(decl.value["time"].pos, f"{path}.time", f"a target cannot share the time axis of "
+                             f"'{p['time']}': its 'time' is true or false",
+                             "write time: true; a target's steps line up with its prediction's")
+            return None
         if given[0] == "image":
             shape = p["image"]
             if len(shape) != 3:
@@ -135,10 +189,52 @@ class Builder:
             vt = VType(c * h * w, None, layout=("image", c, h, w))
         elif given[0] == "points_to":  # checked against the inputs by _points_ok
             vt = VType(0, name if p["time"] is True else None, True, ("positions", p["points_to"]))
-        else:
-            vt = VType(p[given[0]], name if p["time"] is True else None, given[0] != "size")
+        else:  # time: OTHER names the axis here; _shared_axes checks it once every input is declared
+            axis = p["time"] if isinstance(p["time"], str) else name if p["time"] else None
+            vt = VType(p[given[0]], axis, given[0] != "size")
         return NodeIR(name, (name,), path, pos, "input", None, SimpleNamespace(**p), scope, types={"out": vt},
                       value_pos={k: v.pos for k, v in decl.value.items()})
+
+    def _shared_axes(self, inputs: dict[str, NodeIR]) -> None:
+        """``time: OTHER`` puts an input on another input sequence's time axis (same lengths, and the batch's
+        ``OTHER.mask`` covers it). OTHER must be another input, a sequence on its own axis (no chains: name the
+        input that owns the axis). An input that fails is reported and marked broken."""
+        for name, node in list(inputs.items()):
+            other = node.p.time
+            if not isinstance(other, str):
+                continue
+            pos, label = node.value_pos.get("time", node.pos), f"{node.ypath}.time"
+            src = inputs.get(other)
+            problem = hint = None
+            if other == name:
+                problem = f"'{name}' cannot share its own time axis"
+                hint = "write time: true; every sequence input has its own axis"
+            elif src is None and other in self.input_scope.broken:
+                problem = ""  # reported where that input is declared
+            elif src is None:
+                others = [k for k in inputs if k != name]
+                problem = f"no input named '{other}' whose time axis to share"
+                hint = did_you_mean(other, others) if others else "declare it under inputs:"
+            else:
+                t = src.types["out"]
+                if src.p.time == name:
+                    problem = f"'{name}' and '{other}' are each on the other's time axis"
+                    hint = "one of them owns the axis: write time: true on it"
+                elif isinstance(src.p.time, str):
+                    problem = f"'{other}' is itself on the time axis of '{src.p.time}'"
+                    hint = f"write time: {src.p.time}, the input that owns the axis"
+                elif t.time is None:
+                    what = str(t) if t.layout is not None else f"one vector per example ({t})"
+                    problem = f"'{other}' is {what}, not a sequence: it has no time axis to share"
+                    hint = "name an input sequence" if t.layout is not None else f"declare inputs.{other} with time: true"
+            if problem is None:
+                continue
+            if problem:
+                self.diags.error(pos, label, problem, hint)
+            del inputs[name]
+            del self.input_scope.nodes[name]
+            self.input_scope.broken.add(name)
+            self.graph.remove_node(node.dotted)
 
     def _points_ok(self, target: NodeIR, inputs: dict[str, NodeIR]) -> bool:
         """A ``points_to:`` target names an input sequence of feature vectors (its positions are the classes)."""
@@ -167,7 +263,6 @@ class Builder:
             self.diags.error(node.pos, path, message, hint)
 
     def _check_name(self, name: str, pos: Pos, path: str) -> bool:
-        from .spec.params import NAME_RE
         if not NAME_RE.match(name):
             self.diags.error(pos, path, f"'{name}' is not a valid name", "use letters, digits and _, not starting with a digit")
             return False
@@ -447,7 +542,7 @@ class Builder:
             if not decl.is_map:
                 self._expected(decl, path, "expected {from: node, loss: ...}")
                 continue
-            p = check_mapping(decl, _OUTPUT_SCHEMA, path, self.diags, "an output")
+            p = check_mapping(decl, output_schema(), path, self.diags, "an output")
             if p["from"] is INVALID:
                 continue
             edge = self.resolve(p["from"], scope, f"{path}.from", None, "from", 0)
@@ -460,9 +555,12 @@ class Builder:
                 self.diags.error(decl.key_pos["reward"], f"{path}.reward", f"'reward' belongs to a reinforce output, "
                                  f"not to loss '{p['loss']}'", "leave it out")
                 continue
+            options = self._loss_options(decl, p, path)
+            if options is None:
+                continue
             if p["loss"] != "none" and LOSSES[p["loss"]].target_kind == "none":
                 if self._penalty_ok(name, decl, p, list(node.value)):
-                    out[name] = Output(name, edge, p["loss"], None, p["weight"], decl.pos, p["reward"])
+                    out[name] = Output(name, edge, p["loss"], None, p["weight"], decl.pos, p["reward"], options)
                 continue
             target = p["target"] or name
             if target is INVALID or (p["loss"] != "none" and target not in targets and self._target_failed(target)):
@@ -472,9 +570,25 @@ class Builder:
                 self.diags.error(where, f"{path}.target", f"no target named '{target}' for the '{p['loss']}' loss",
                                  did_you_mean(target, targets) if targets else "declare it under targets:")
                 continue
-            out[name] = Output(name, edge, p["loss"], target if p["loss"] != "none" else None, p["weight"], decl.pos)
+            out[name] = Output(name, edge, p["loss"], target if p["loss"] != "none" else None, p["weight"], decl.pos,
+                               options=options)
         self._check_rewards(out, node)
         return out
+
+    def _loss_options(self, decl: Node, p: dict, path: str) -> dict | None:
+        """The settings of the output's loss (``Loss.options``, e.g. huber's delta) with defaults filled in;
+        None if one is invalid or belongs to another loss (reported)."""
+        own = LOSSES[p["loss"]].options if p["loss"] in LOSSES else {}
+        ok = True
+        for key in _loss_option_keys():
+            if key not in decl.value or key in own:
+                continue
+            owners = [n for n, loss in LOSSES.items() if key in loss.options]
+            self.diags.error(decl.key_pos[key], f"{path}.{key}", f"'{key}' belongs to a {' or '.join(owners)} output, "
+                             f"not to loss '{p['loss']}'", "leave it out")
+            ok = False
+        options = {k: own[k].default if p[k] is None else p[k] for k in own}
+        return options if ok and INVALID not in options.values() else None
 
     def _ponders(self, scope: ScopeIR) -> dict[str, Edge]:
         """Every halting scope's ``steps`` read from the root, for the ``mean_ponder`` metric (not a

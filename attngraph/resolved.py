@@ -21,7 +21,7 @@ def resolved(spec: Spec) -> dict[str, Any]:
                           for name, t in ir.targets.items()}
     out["model"] = _body(ir.root)
     out["outputs"] = {name: {"from": str(o.edge.ref), "loss": o.loss, **({"target": o.target} if o.target else {}),
-                             "weight": o.weight} for name, o in ir.outputs.items()}
+                             "weight": o.weight, **o.options} for name, o in ir.outputs.items()}
     for key, node in spec.tree.value.items():
         if key not in out and key not in ("targets",):
             out[key] = node.plain_value()
@@ -30,7 +30,8 @@ def resolved(spec: Spec) -> dict[str, Any]:
 
 def _decl(node: NodeIR, index_key: str) -> dict[str, Any]:
     t = node.types["out"]
-    return {index_key if t.index else "size": t.size, "time": t.time is not None}
+    shared = t.time is not None and t.time != node.name  # on another input's time axis
+    return {index_key if t.index else "size": t.size, "time": t.time if shared else t.time is not None}
 
 
 def _body(scope: ScopeIR) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from .components.base import REGISTRY
 from .components.losses import LOSSES
+from .resolve import TimeAxis
 from .scopes.base import SCOPES
 from .spec.document import BLOCK_PARAM_TYPES, SECTIONS
 from .spec.params import Param
@@ -37,14 +38,14 @@ def _node(kind: str, cls, is_scope: bool) -> dict[str, Any]:
             "additionalProperties": False}
 
 
-def _decl(either: tuple[str, ...]) -> dict[str, Any]:
+def _decl(either: tuple[str, ...], time: dict[str, Any]) -> dict[str, Any]:
     props: dict[str, Any] = {k: {"type": "integer", "minimum": 1} for k in either if k not in ("image", "points_to")}
     if "points_to" in either:
         props["points_to"] = {"type": "string", "description": "an input sequence whose positions the values are"}
     if "image" in either:
         props["image"] = {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 3, "maxItems": 3,
                           "description": "[channels, height, width]"}
-    return {"type": "object", "properties": {**props, "time": {"type": "boolean"}}, "additionalProperties": False}
+    return {"type": "object", "properties": {**props, "time": time}, "additionalProperties": False}
 
 
 def json_schema() -> dict[str, Any]:
@@ -59,15 +60,18 @@ def json_schema() -> dict[str, Any]:
             "additionalProperties": {"anyOf": [*nodes, include]}}
     output = {"type": "object", "properties": {
         "from": {"type": "string"}, "loss": {"enum": [*LOSSES, "none"]}, "target": {"type": "string"},
-        "weight": {"type": "number", "minimum": 0}, "reward": {"type": "string"}}, "required": ["from"],
-        "additionalProperties": False}
+        "weight": {"type": "number", "minimum": 0}, "reward": {"type": "string"},
+        **_properties({k: p for loss in LOSSES.values() for k, p in loss.options.items()})},
+        "required": ["from"], "additionalProperties": False}
     named = {"type": "object", "propertyNames": {"pattern": NAME_PATTERN}}
     props: dict[str, Any] = {
         "attngraph": {"const": 1},
         "name": {"type": "string"},
         "doc": {"type": "string"},
-        "inputs": {**named, "additionalProperties": _decl(("size", "vocab", "image"))},
-        "targets": {**named, "additionalProperties": _decl(("size", "classes", "points_to"))},
+        "inputs": {**named, "additionalProperties": _decl(("size", "vocab", "image"), {
+            **TimeAxis().schema(), "description": "true: a sequence; false: one value per example; an input's "
+                                                  "name: a sequence on that input's time axis"})},
+        "targets": {**named, "additionalProperties": _decl(("size", "classes", "points_to"), {"type": "boolean"})},
         "model": {"$ref": "#/$defs/body"},
         "outputs": {**named, "additionalProperties": output},
     }

@@ -138,7 +138,7 @@ class CodeGen:
     def _masks(self) -> None:
         for name, node in self.ir.inputs.items():
             t = node.types["out"]
-            if t.time is None:
+            if t.time != name:  # one vector per example, or on another input's time axis: that input's mask covers it
                 continue
             var, x = self.name(f"{name}_mask"), self.value(node)
             self.line(f"{var} = batch.get({name + '.mask'!r})")

@@ -31,7 +31,8 @@ class CompiledModel(nn.Module):
         self.nodes = nn.ModuleDict()
         self._populate(ir.root, self.nodes, {id(e.src) for e in ir.edges if e.prev})
         # only input masks change the forward pass; a target's mask ("y.mask") is for the loss alone
-        self._input_masks = tuple(f"{n}.mask" for n, node in ir.inputs.items() if node.types["out"].time)
+        self._input_masks = tuple(f"{n}.mask" for n, node in ir.inputs.items() if node.types["out"].time == n)
+        # (an input on another input's time axis, time: OTHER, has no mask of its own: OTHER.mask covers it)
         self.register_buffer("_float", torch.zeros(()), persistent=False)
         self.code, self._forward = compile_forward(ir, masked=False)
         self.masked_code, self._forward_masked = compile_forward(ir, masked=True)
@@ -131,7 +132,7 @@ class CompiledModel(nn.Module):
         (:class:`~attngraph.components.losses.Penalty`) gets what it ``needs``: ``keys_mask``, the valid
         positions of the source an alignment spans; ``reward``, each example's log-likelihood under the
         output named by ``reward:`` (minus its loss summed over that output's counted steps), detached."""
-        loss, extra = LOSSES[out.loss], {}
+        loss, extra = LOSSES[out.loss], dict(out.options)
         if "keys_mask" in loss.needs:
             layout = out.edge.type.layout
             extra["keys_mask"] = batch.get(f"{layout[1]}.mask") if layout is not None and len(layout) > 1 else None
@@ -147,7 +148,7 @@ class CompiledModel(nn.Module):
         """(B,): minus ``out``'s loss of each example, summed over its counted steps (its log-likelihood for
         cross-entropy), without gradient."""
         with torch.no_grad():
-            per = LOSSES[out.loss].elementwise(outputs[out.name], batch[out.target])
+            per = LOSSES[out.loss].elementwise(outputs[out.name], batch[out.target], **out.options)
             mask = self._loss_mask(out, batch)
             if per.dim() > 1:
                 per = (per * mask.to(per.dtype)).sum(1) if mask is not None else per.sum(1)

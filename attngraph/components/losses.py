@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from ..spec.params import Float, Param
 from .base import ShapeError, VType
 
 
@@ -14,6 +15,9 @@ class Loss:
     doc = ""
     target_kind = "size"  # the targets: declaration it pairs with: size (features), classes (indices) or none
     needs: tuple[str, ...] = ()  # keywords a loss without a target receives from the model (see Penalty)
+    # settings an output with this loss may give (e.g. huber's delta), checked where the output is declared
+    # and passed to ``elementwise`` by keyword; an output of another loss giving one is an error
+    options: dict[str, Param] = {}
 
     def check(self, pred: VType, target: VType) -> None:
         if pred.index:
@@ -21,35 +25,36 @@ class Loss:
         if target.time != pred.time and (target.time is None or pred.time is None):
             raise ShapeError(f"the prediction is {pred} but the target is {target}: one has a time axis, the other not")
 
-    def elementwise(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def elementwise(self, pred: torch.Tensor, target: torch.Tensor, **options) -> torch.Tensor:
         raise NotImplementedError(f"loss '{self.name}' must define elementwise()")
 
     def predict(self, pred: torch.Tensor) -> torch.Tensor:
         return pred
 
-    def expected(self, pred: torch.Tensor, target: torch.Tensor, ponder_p: torch.Tensor | None) -> torch.Tensor:
+    def expected(self, pred: torch.Tensor, target: torch.Tensor, ponder_p: torch.Tensor | None,
+                 **options) -> torch.Tensor:
         """``elementwise``, or with ``ponder_p`` (B, [T,] M) its expectation over a PonderNet's halting step:
         Σₙ pₙ · loss(pred at step n), ``pred`` (B, [T,] M, ...) holding each step's value."""
         if ponder_p is None:
-            return self.elementwise(pred, target)
+            return self.elementwise(pred, target, **options)
         axis = ponder_p.dim() - 1
-        return sum(ponder_p.select(axis, n) * self.elementwise(pred.select(axis, n), target)
+        return sum(ponder_p.select(axis, n) * self.elementwise(pred.select(axis, n), target, **options)
                    for n in range(ponder_p.shape[axis]))
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
-                 ponder_p: torch.Tensor | None = None) -> torch.Tensor:
+                 ponder_p: torch.Tensor | None = None, **options) -> torch.Tensor:
         """Mean over examples (and valid time steps when ``mask`` (B, T) is given)."""
-        per = self.expected(pred, target, ponder_p)  # (B,) or (B, T)
+        per = self.expected(pred, target, ponder_p, **options)  # (B,) or (B, T)
         if mask is None:
             return per.mean()
         mask = mask.to(per.dtype)
         return (per * mask).sum() / mask.sum().clamp_min(1.0)
 
     def terms(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
-              ponder_p: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              ponder_p: torch.Tensor | None = None, **options) -> tuple[torch.Tensor, torch.Tensor]:
         """The numerator and denominator of ``__call__``'s mean before clamping: (sum of the counted
         losses, how many were counted). Data-parallel training adds the denominators of all ranks."""
-        per = self.expected(pred, target, ponder_p)
+        per = self.expected(pred, target, ponder_p, **options)
         if mask is None:
             return per.sum(), per.new_tensor(float(per.numel()))
         mask = mask.to(per.dtype)
@@ -80,6 +85,16 @@ class MSE(_SameSize):
 
     def elementwise(self, pred, target):
         return (pred - target).pow(2).sum(-1)
+
+
+class Huber(_SameSize):
+    name = "huber"
+    doc = ("Huber's loss (Huber 1964), summed over features: ½a² where |a| ≤ δ, else δ(|a| − ½δ), a = pred − target "
+           "(δ: the output's delta:, default 1; the Neural Programmer uses 10 for its scalar answers)")
+    options = {"delta": Param(Float(0.0, open_min=True), 1.0, "huber: where the loss turns from quadratic to linear")}
+
+    def elementwise(self, pred, target, delta: float = 1.0):
+        return F.huber_loss(pred, target, reduction="none", delta=delta).sum(-1)
 
 
 class CrossEntropy(Loss):
@@ -189,7 +204,7 @@ class PonderCost(Penalty):
         return pred.squeeze(-1)
 
 
-LOSSES: dict[str, Loss] = {cls.name: cls() for cls in (BCE, CrossEntropy, MSE, DoublyStochastic, Reinforce,
+LOSSES: dict[str, Loss] = {cls.name: cls() for cls in (BCE, CrossEntropy, MSE, Huber, DoublyStochastic, Reinforce,
                                                        PonderCost)}
 
 

@@ -10,6 +10,7 @@ Validated like every other section (located errors, did-you-mean) into a frozen 
       batch: 16
       steps: 20000
       clip_norm: 10
+      gradient_noise: 0.01      # Neelakantan et al. 2015: N(0, η / (1 + t)^0.55) added to every gradient
       schedule: {kind: cosine, warmup: 100}
       stop: {metric: bits_per_seq, below: 0.1}
       curriculum: {param: length, start: [1, 5], end: [1, 20], steps: 10000}
@@ -115,6 +116,8 @@ class TrainConfig:
     steps: int = 1000
     clip_norm: float | None = None
     clip_value: float | None = None
+    gradient_noise: float | None = None  # η: Gaussian noise of variance η / (1 + t)^γ added to the gradients
+    gradient_noise_decay: float = 0.55  # γ
     schedule: Schedule = Schedule()
     checkpoint_every: int = 500
     eval_every: int = 200
@@ -141,6 +144,9 @@ SCHEMA: dict[str, Param] = {
     "steps": Param(Int(1), _D.steps, "optimiser steps"),
     "clip_norm": Param(Float(0.0, open_min=True), None, "clip the gradients' global L2 norm to this"),
     "clip_value": Param(Float(0.0, open_min=True), None, "clip every gradient element to [-v, v]"),
+    "gradient_noise": Param(Float(0.0, open_min=True), None, "η: add N(0, η / (1 + t)^γ) to every gradient element "
+                            "at step t, before clipping (Neelakantan et al. 2015; they try 0.01, 0.3, 1)"),
+    "gradient_noise_decay": Param(Float(0.0), _D.gradient_noise_decay, "γ, the decay of the gradient noise's variance"),
     "schedule": Param(Str(), "constant", "learning-rate schedule: {kind: constant|linear_warmup|cosine|step, ...}"),
     "checkpoint_every": Param(Int(1), _D.checkpoint_every, "steps between checkpoints/last.safetensors"),
     "eval_every": Param(Int(1), _D.eval_every, "steps between evaluations"),
@@ -184,6 +190,9 @@ def check_train(node: Node, diags: Diagnostics, ir: Any = None) -> TrainConfig |
             if owners and optimizer not in owners:
                 diags.error(node.key_pos[key], f"train.{key}", f"'{key}' does not apply to optimizer {optimizer}",
                             f"it is read by {', '.join(owners)}")
+    if "gradient_noise_decay" in node.value and "gradient_noise" not in node.value:
+        diags.error(node.key_pos["gradient_noise_decay"], "train.gradient_noise_decay",
+                    "'gradient_noise_decay' applies only with gradient_noise", "set train.gradient_noise: η as well")
     if "schedule" in node.value:
         values["schedule"] = _check_schedule(node.value["schedule"], diags)
     else:

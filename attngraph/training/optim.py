@@ -1,6 +1,7 @@
 """Optimisers, learning-rate schedules and curricula as pure functions of the config and the step."""
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable
 
@@ -45,6 +46,30 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     if s.kind == "step":
         return cfg.lr * s.gamma ** (step // s.every)
     raise ValueError(f"unknown schedule '{s.kind}'")
+
+
+def gradient_noise_std(step: int, cfg: TrainConfig) -> float:
+    """σ_t of the gradient noise at 0-based ``step``: σ_t² = η / (1 + t)^γ (Neelakantan et al. 2015, eq. 1)."""
+    return math.sqrt(cfg.gradient_noise / (1 + step) ** cfg.gradient_noise_decay)
+
+
+def add_gradient_noise(params: Iterable[torch.nn.Parameter], step: int, cfg: TrainConfig) -> None:
+    """Add N(0, σ_t²) (:func:`gradient_noise_std`) to every element of every gradient, in place; parameters
+    without a gradient are left alone. The numbers come from a generator seeded from (``cfg.seed``, ``step``)
+    afresh at every step: the same seed gives the same noise, a resumed run continues the same stream with no
+    state to save, and every rank of a data-parallel run adds the same noise to the same averaged gradient."""
+    std = gradient_noise_std(step, cfg)
+    digest = hashlib.sha256(f"attngraph gradient noise {cfg.seed} {step}".encode()).digest()
+    seed = int.from_bytes(digest[:8], "little")
+    generators: dict[torch.device, torch.Generator] = {}
+    for p in params:
+        if p.grad is None:
+            continue
+        device = p.grad.device
+        if device not in generators:
+            generators[device] = torch.Generator(device=device).manual_seed(seed)
+        noise = torch.randn(p.grad.shape, generator=generators[device], device=device, dtype=p.grad.dtype)
+        p.grad.add_(noise, alpha=std)
 
 
 def curriculum_value(step: int, cur: Curriculum) -> int | list[int]:

@@ -1,9 +1,11 @@
-"""The training loop: seeded batches, clipping, schedules, evaluation, checkpoints, resume and stopping.
+"""The training loop: seeded batches, gradient noise, clipping, schedules, evaluation, checkpoints, resume and
+stopping.
 
 On CPU a run interrupted and resumed (``resume=True``) ends with exactly the parameters and metrics of an
 uninterrupted one: the model, the optimiser, torch's and python's RNGs, the batch generator and the running
 train-loss average are all in the checkpoint, and evaluation draws from its own generator, seeded
-``seed + 1`` afresh at every evaluation (so every evaluation sees the same data).
+``seed + 1`` afresh at every evaluation (so every evaluation sees the same data). Gradient noise
+(``train.gradient_noise``) is drawn from a generator seeded from (seed, step) at every step: nothing to save.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from .checkpoint import CheckpointError, load_checkpoint, model_tensors, optimiz
 from .config import TrainConfig
 from .distributed import World, init, rank_seed
 from .evaluate import better, evaluate, main_metric, to_device
-from .optim import curriculum_value, lr_at, make_optimizer
+from .optim import add_gradient_noise, curriculum_value, lr_at, make_optimizer
 from .rundir import EventLog, MetricsLog, config_hash, default_run_dir, plot_learning_curve, write_run_files
 
 
@@ -269,6 +271,8 @@ class Trainer:
             else:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if cfg.gradient_noise is not None:  # before clipping (as TensorFlow's optimize_loss does it)
+                    add_gradient_noise(self.model.parameters(), self.step, cfg)
                 if cfg.clip_value is not None:
                     torch.nn.utils.clip_grad_value_(self.model.parameters(), cfg.clip_value)
                 if cfg.clip_norm is not None:
