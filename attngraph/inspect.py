@@ -60,6 +60,9 @@ def inspect(model: CompiledModel, batch: dict[str, torch.Tensor], out: Path, tas
         else:
             written.append(_alignment_picture(model, name, weights, batch, predictions, vocab,
                                               out / f"alignment-{node}.png"))
+    for node in model.ir.nodes():
+        if node.is_scope and node.kind == "program" and f"{node.dotted}.op" in records:
+            written.append(_program_picture(node, records, batch, task, out / f"program-{node.dotted}.png"))
     for dotted in model.ir.ponders:
         if f"{dotted}.steps" in records:
             written.append(_ponder_picture(model, dotted, records, out / f"ponder-{dotted}.png"))
@@ -208,6 +211,66 @@ def _ponder_picture(model: CompiledModel, dotted: str, records, path: Path) -> P
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def induced_program(prog, records, example: int = 0) -> list[str]:
+    """The program a ``program`` scope ran for one example, step by step, as text: its most probable op with its
+    most probable column (A, B, ...) and pivot where the op takes them, e.g. ["greater(B, 35)", "count"]."""
+    from .components.ops import library_ops
+
+    ops = library_ops(prog.p.library)
+    steps = []
+    for t in range(records[f"{prog.dotted}.op"].shape[1]):
+        chosen = ops[int(records[f"{prog.dotted}.op"][example, t].argmax())]
+        args = []
+        if "column" in chosen.takes:
+            args.append(chr(ord("A") + int(records[f"{prog.dotted}.column"][example, t].argmax())))
+        if "pivot" in chosen.takes:
+            args.append(f"{float(records[f'{prog.dotted}.pivot'][example, t]):.4g}")
+        steps.append(chosen.name + (f"({', '.join(args)})" if args else ""))
+    return steps
+
+
+def _program_picture(prog, records, batch, task, path: Path) -> Path:
+    """A program's choices for the first example: its op distribution per step (and its column distribution),
+    titled with the question, the induced program (most probable op, column and pivot per step) and, where the
+    task knows it, the program that answers the question."""
+    from .components.ops import library_ops
+
+    plt = _plt()
+    names = [o.name for o in library_ops(prog.p.library)]
+    op_p = records[f"{prog.dotted}.op"][0].float()  # (T, n_ops)
+    col_p = records.get(f"{prog.dotted}.column")
+    panels = [("op", op_p, names)]
+    if col_p is not None:
+        col_p = col_p[0].float()
+        panels.append(("column", col_p, [chr(ord("A") + i) for i in range(col_p.shape[1])]))
+    steps = op_p.shape[0]
+    widths = [max(2.5, 0.45 * len(labels) + 1.0) for _, _, labels in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(sum(widths) + 0.8, 1.0 + 0.5 * steps + 1.6), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    for ax, (what, p, labels) in zip(axes[0], panels):
+        ax.imshow(p.numpy(), aspect="auto", cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks(range(len(labels)), labels, rotation=45 if what == "op" else 0, ha="right" if what == "op" else "center",
+                      fontsize=8)
+        ax.set_yticks(range(steps), [f"step {t + 1}" for t in range(steps)], fontsize=8)
+        ax.set_title(f"{what} distribution", fontsize=9)
+        for t in range(steps):
+            for i in range(len(labels)):
+                if float(p[t, i]) >= 0.1:
+                    ax.text(i, t, f"{float(p[t, i]):.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if float(p[t, i]) > 0.6 else "black")
+    lines = []
+    if hasattr(task, "words"):
+        lines.append("question: " + " ".join(task.words(batch)))
+    lines.append("induced: " + " → ".join(induced_program(prog, records)))
+    if hasattr(task, "program"):
+        lines.append("answers it: " + " → ".join(task.program(batch)))
+    fig.suptitle("\n".join(lines), fontsize=8, x=0.02, ha="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 

@@ -19,7 +19,8 @@ def _param_lines(params: dict[str, Param]) -> list[str]:
 def describe_kind(kind: str) -> str | None:
     cls = REGISTRY.get(kind) or SCOPES.get(kind)
     if cls is None:
-        return describe_task(kind) or describe_library(kind)
+        found = [text for text in (describe_task(kind), describe_library(kind)) if text]  # both: e.g. arithmetic
+        return "\n\n".join(found) or None
     lines = [f"{kind} ({cls.family}): {cls.doc}"]
     if kind in REGISTRY:
         lines.append(f"  ports: {', '.join(cls.ports)}" + ("; stateful inside a loop" if cls.stateful else ""))
