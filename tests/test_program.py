@@ -312,3 +312,23 @@ def test_a_plugin_library_runs_in_a_program(tmp_path):
     rows_1 = a[:, 0, 1:2] * 0.5  # step 1: halve(all rows), weighted by its probability
     want = a[:, 1, 0:1] * (chosen[1] * rows_1).amax(1, keepdim=True)
     torch.testing.assert_close(out["answer"], want)
+
+
+def test_inspect_draws_the_induced_program(tmp_path):
+    from attngraph.inspect import induced_program, inspect
+
+    model = build(tmp_path, 3)
+    batch = {k: v[:1] for k, v in make_batch().items()}
+    batch["table.mask"][:] = True
+    written = inspect(model, batch, tmp_path / "inspect")
+    assert tmp_path / "inspect" / "program-prog.png" in written
+    _, rec = model.record({k: v for k, v in batch.items() if k in model.ir.inputs})
+    ops = [o.name for o in LIBRARIES["neelakantan"].values()]
+    text = induced_program(next(n for n in model.ir.nodes() if n.kind == "program"), rec)
+    assert len(text) == 3
+    for t, step in enumerate(text):
+        name = ops[int(rec["prog.op"][0, t].argmax())]
+        assert step.split("(")[0] == name
+        if name in ("greater", "lesser"):  # column letter and pivot
+            col = "ABC"[int(rec["prog.column"][0, t].argmax())]
+            assert step == f"{name}({col}, {float(rec['prog.pivot'][0, t]):.4g})"
