@@ -10,7 +10,7 @@ import torch
 
 import attngraph
 from attngraph.components import ops as ops_mod
-from attngraph.components.ops import LIBRARIES, op, program_step
+from attngraph.components.ops import LIBRARIES, op, program_step, table_spread
 
 SPEC = """
 attngraph: 1
@@ -186,7 +186,7 @@ def run_program(names: list[str], columns: list[int], pivots: list[float], libra
     values["scalar_2"] = values["scalar_3"] = values["scalar"]
     lookup = None
     if table is not None:
-        values.update(table=table, valid=valid, rows=valid, rows_2=valid)
+        values.update(table=table, valid=valid, rows=valid, rows_2=valid, spread=table_spread(table, valid))
         lookup = torch.zeros_like(table)
     pivots = list(pivots) + [0.0] * (len(names) - len(pivots))  # the steps after the comparisons ignore it
     for name, col, piv in zip(names, columns, pivots, strict=True):
@@ -244,7 +244,8 @@ def test_arithmetic_program_calculates_left_to_right():
 def test_pivot_learns_through_the_straight_through_comparison():
     """The comparison's value is exact, its gradient that of a sigmoid: a larger pivot selects fewer rows."""
     pivot = torch.tensor([[30.0]], dtype=torch.float64, requires_grad=True)
-    rows = ops_mod.LIBRARIES["neelakantan"]["greater"]({"table": TABLE, "valid": VALID, "column": one_hot(1, 2),
+    rows = ops_mod.LIBRARIES["neelakantan"]["greater"]({"table": TABLE, "spread": table_spread(TABLE, VALID),
+                                                         "column": one_hot(1, 2),
                                                          "pivot": pivot})
     assert rows.tolist() == [[1.0, 0.0, 1.0, 0.0]]
     (rows * VALID).sum().backward()  # the scope never selects a padded row (program_step masks it)
@@ -259,6 +260,7 @@ def test_a_mixture_mixes_only_values_of_one_type():
     ops = list(LIBRARIES["neelakantan"].values())
     p = torch.tensor([[0.25, 0.25, 0, 0.5, 0, 0, 0, 0, 0]], dtype=torch.float64)  # sum, count, greater
     values = {"table": TABLE, "valid": VALID, "rows": VALID, "rows_2": VALID, "column": one_hot(0, 2),
+              "spread": table_spread(TABLE, VALID),
               "pivot": torch.tensor([[2.0]], dtype=torch.float64)}
     values["scalar"] = values["scalar_2"] = values["scalar_3"] = torch.zeros(1, 1, dtype=torch.float64)
     scalar, rows, lookup = program_step(ops, p, values, VALID, torch.zeros_like(TABLE))

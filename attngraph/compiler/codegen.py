@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..components.ops import library_ops, program_step
+from ..components.ops import library_ops, program_step, table_spread
 from ..ir import IR, Edge, NodeIR, ScopeIR, nodes_in, unit_in
 from .runtime import halt_keep, halt_mix, one_hot_max, ponder_stack
 
@@ -724,6 +724,8 @@ class CodeGen:
             self.line(f"{colv} = _f.new_zeros((B, {prog.types['prev_column'].size}))")
             self.line(f"{vals} = {{'table': {table}, 'valid': {valid}, 'scalar': _f.new_zeros((B, 1))}}")
             self.line(f"{vals}['rows'] = {vals}['rows_2'] = {vals}['valid']  # before the first step: every row")
+            if any("spread" in o.takes for o in ops):  # the table is the same at every step
+                self.line(f"{vals}['spread'] = _table_spread({table}, {vals}['valid'])")
             self.line(f"{lookup} = torch.zeros_like({table})")
         else:
             self.line(f"{vals} = {{'scalar': _f.new_zeros((B, 1))}}")
@@ -752,8 +754,9 @@ class CodeGen:
         if p.pivot is not None:
             self.line(f"{vals}['pivot'] = {self.value(*prog.refs['pivot'][:2])}")
         scalar = self.name(f"{name}_scalar")
-        self.line(f"{scalar}, {rows or '_'}, {lookup or '_'} = _program_step({lib}, {opv}, {vals}, "
-                  f"{vals}['rows'] if 'rows' in {vals} else None, {lookup})")
+        rows_before = f"{vals}['rows']" if table is not None else "None"
+        self.line(f"{scalar}, {rows or '_'}, {lookup or '_'} = _program_step({lib}, {opv}, {vals}, {rows_before}, "
+                  f"{lookup})")
         self.line(f"{vals}['scalar_3'], {vals}['scalar_2'], {vals}['scalar'] = {vals}['scalar_2'], {vals}['scalar'], {scalar}")
         if table is not None:
             self.line(f"{vals}['rows_2'], {vals}['rows'] = {vals}['rows'], {rows}")
@@ -851,6 +854,7 @@ def compile_forward(ir: IR, masked: bool, record: bool = False,
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict = {"torch": torch, "_halt_mix": halt_mix, "_halt_keep": halt_keep,
                        "_ponder_stack": ponder_stack, "_library_ops": library_ops, "_program_step": program_step,
+                       "_table_spread": table_spread,
                        "_one_hot_max": one_hot_max}
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated code, no spec text
     namespace["_steps"] = {name: step_compiler(namespace[name]) for name in frees or {}}

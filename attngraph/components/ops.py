@@ -11,6 +11,7 @@ argument       shape        what it is
 ``valid``      (B, R)       1 for the example's rows, 0 for padding
 ``column``     (B, C)       the step's column distribution (soft, or one-hot under hard selection)
 ``pivot``      (B, 1)       the step's pivot (the number a comparison compares with)
+``spread``     (B, 1, 1)    the standard deviation of the example's valid entries (made once per batch)
 ``rows``       (B, R)       the row selection of the previous step (all valid rows before the first)
 ``rows_2``     (B, R)       the row selection two steps back
 ``scalar``     (B, 1)       the scalar answer of the previous step (0 before the first)
@@ -44,7 +45,7 @@ from dataclasses import dataclass
 
 import torch
 
-ARGS = ("table", "valid", "column", "pivot", "rows", "rows_2", "scalar", "scalar_2", "scalar_3")
+ARGS = ("table", "valid", "column", "pivot", "spread", "rows", "rows_2", "scalar", "scalar_2", "scalar_3")
 GIVES = ("scalar", "rows", "lookup")
 
 
@@ -92,21 +93,26 @@ def op(name: str, library: str, takes: tuple[str, ...], gives: str, doc: str = "
 
 
 # ------------------------------------------------------------------------------------ comparisons
-def _compare(table: torch.Tensor, valid: torch.Tensor, column: torch.Tensor, pivot: torch.Tensor,
-             sign: float) -> torch.Tensor:
-    """Σ_c column_c · [sign · (table[:, :, c] − pivot) > 0] per row (B, R). The comparison is exact in the
-    forward pass; its gradient (to the pivot and the table) is that of the surrogate σ(sign · (table − pivot) / s),
-    s the spread (standard deviation) of the example's entries in its valid rows: a straight-through estimator, so that a pivot
-    chosen softly (a pointer into the question) learns which number to compare with. The paper's comparison has
-    no gradient to the pivot; with one number per question it needs none."""
-    diff = sign * (table - pivot.unsqueeze(-1))  # (B, R, C)
+def table_spread(table: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(B, 1, 1): the sample standard deviation of each example's entries in its valid rows (at least 1e-3), the
+    scale of the comparisons' gradient; the table does not change within a program, so it is made once."""
     w = valid.detach().unsqueeze(-1).expand_as(table)  # (B, R, C)
     n = w.sum((1, 2)).clamp_min(2.0)
     mean = (table.detach() * w).sum((1, 2)) / n
-    spread = (((table.detach() - mean.view(-1, 1, 1)) ** 2 * w).sum((1, 2)) / (n - 1)).sqrt().clamp_min(1e-3).view(-1, 1, 1)
+    var = ((table.detach() - mean.view(-1, 1, 1)) ** 2 * w).sum((1, 2)) / (n - 1)
+    return var.sqrt().clamp_min(1e-3).view(-1, 1, 1)
+
+
+def _compare(table: torch.Tensor, spread: torch.Tensor, column: torch.Tensor, pivot: torch.Tensor,
+             sign: float) -> torch.Tensor:
+    """Σ_c column_c · [sign · (table[:, :, c] − pivot) > 0] per row (B, R). The comparison is exact in the
+    forward pass; its gradient (to the pivot and the table) is that of the surrogate σ(sign · (table − pivot) / s),
+    s the ``spread`` of the example's entries: a straight-through estimator, so that a pivot
+    chosen softly (a pointer into the question) learns which number to compare with. The paper's comparison has
+    no gradient to the pivot; with one number per question it needs none."""
+    diff = sign * (table - pivot.unsqueeze(-1))  # (B, R, C)
     soft = torch.sigmoid(diff / spread)
-    hard = (diff > 0).to(table.dtype)
-    chosen = hard + (soft - soft.detach())
+    chosen = (diff > 0).to(table.dtype) + (soft - soft.detach())
     return (chosen * column.unsqueeze(1)).sum(-1)
 
 
@@ -136,16 +142,16 @@ def _difference(scalar_3, scalar):
     return scalar_3 - scalar
 
 
-@op("greater", _N, takes=("table", "valid", "column", "pivot"), gives="rows")
-def _greater(table, valid, column, pivot):
+@op("greater", _N, takes=("table", "spread", "column", "pivot"), gives="rows")
+def _greater(table, spread, column, pivot):
     """the rows whose entry in the chosen column is greater than the pivot"""
-    return _compare(table, valid, column, pivot, 1.0)
+    return _compare(table, spread, column, pivot, 1.0)
 
 
-@op("lesser", _N, takes=("table", "valid", "column", "pivot"), gives="rows")
-def _lesser(table, valid, column, pivot):
+@op("lesser", _N, takes=("table", "spread", "column", "pivot"), gives="rows")
+def _lesser(table, spread, column, pivot):
     """the rows whose entry in the chosen column is less than the pivot"""
-    return _compare(table, valid, column, pivot, -1.0)
+    return _compare(table, spread, column, pivot, -1.0)
 
 
 @op("and", _N, takes=("rows_2", "rows"), gives="rows")
@@ -211,20 +217,15 @@ def program_step(ops: list[Op], op_p: torch.Tensor, values: dict[str, torch.Tens
     """One step of a program: every op runs on ``values``; the results of each type are mixed by ``op_p``
     (B, n_ops). Returns the step's scalar (B, 1), row selection (B, R) and lookup (B, R, C) — a type no op
     of the library gives is zeros (None when the program has no table). Selections never cover padded rows."""
-    scalar = torch.zeros_like(values["scalar"])
-    rows = torch.zeros_like(rows_like) if rows_like is not None else None
-    lookup = torch.zeros_like(lookup_like) if lookup_like is not None else None
+    mixed: dict[str, torch.Tensor] = {}
     for i, o in enumerate(ops):
         w = op_p[:, i:i + 1]  # (B, 1)
-        out = o(values)
-        if o.gives == "scalar":
-            scalar = scalar + w * out
-        elif o.gives == "rows":
-            rows = rows + w * out
-        else:
-            lookup = lookup + w.unsqueeze(-1) * out
-    if rows is not None:
-        valid = values["valid"]
-        rows = rows * valid
-        lookup = lookup * valid.unsqueeze(-1)
+        part = w * o(values) if o.gives != "lookup" else w.unsqueeze(-1) * o(values)
+        mixed[o.gives] = part if o.gives not in mixed else mixed[o.gives] + part
+    scalar = mixed["scalar"] if "scalar" in mixed else torch.zeros_like(values["scalar"])
+    if rows_like is None:
+        return scalar, None, None
+    valid = values["valid"]
+    rows = mixed["rows"] * valid if "rows" in mixed else torch.zeros_like(rows_like)
+    lookup = mixed["lookup"] * valid.unsqueeze(-1) if "lookup" in mixed else torch.zeros_like(lookup_like)
     return scalar, rows, lookup

@@ -58,6 +58,24 @@ class ScopeKind:
         raise NotImplementedError(f"scope '{cls.kind}' must define emit()")
 
 
+def check_body_vector(node: NodeIR, param: str, size: int, must: str, diags, outside_hint: str, type_hint: str) -> None:
+    """A ``body_refs`` parameter (an act's ``halt:``, a program's ``ops:``) names a value of the scope's own body
+    that is ``size`` numbers per example; ``must`` says what it is for the message (errors at where it is written)."""
+    found = node.refs.get(param)
+    if found is None:
+        return  # reported where it is written
+    label, pos = f"{node.ypath}.{param}", node.value_pos.get(param, node.pos)
+    inner, port, through = found
+    if through or inner.is_scope:
+        diags.error(pos, label, f"the {param} of {node.kind} '{node.name}' must be a node of its own body", outside_hint)
+        return
+    got = inner.types.get(port)
+    if got is not None and (got.index or got.layout is not None or got.time is not None or got.size != size):
+        diags.error(pos, label, f"'{getattr(node.p, param)}' is {got}, but the {param} of {node.kind} '{node.name}' must "
+                    f"be {must}", type_hint if got.time is None and not got.index else
+                    "read one vector per example, e.g. an attention's context or a pool")
+
+
 SCOPES: dict[str, type[ScopeKind]] = {}
 
 

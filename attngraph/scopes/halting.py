@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from ..components.base import VType
 from ..spec.params import Bool, Float, Int, Param, Str
-from .base import ScopeKind, scope
+from .base import ScopeKind, check_body_vector, scope
 
 PORTS = {
     "first": ("inside", "1 at the first ponder step, 0 after"),
@@ -56,7 +56,6 @@ class Halting(ScopeKind):
     @classmethod
     def after_body(cls, node, diags, ir=None) -> None:
         """``halt:`` names a node of the body itself giving one probability per example and ponder step."""
-        label, pos = f"{node.ypath}.halt", node.value_pos.get("halt", node.pos)
         if node.p.halt is None:
             body = node.body.nodes
             unit = next((n for n, x in body.items() if not x.is_scope and x.kind == "halting_unit"), None)
@@ -64,18 +63,9 @@ class Halting(ScopeKind):
                         f"name the body node giving the halting probability, e.g. halt: {unit}" if unit else
                         "add a halting_unit to the body, e.g. h: {kind: halting_unit, in: ctrl}, and write halt: h")
             return
-        found = node.refs.get("halt")
-        if found is None:
-            return  # reported where it is written
-        inner, port, through = found
-        if through or inner.is_scope:
-            diags.error(pos, label, f"the halt of {node.kind} '{node.name}' must be a node of its own body",
-                        "add a halting_unit to the body that reads it")
-            return
-        got = inner.types.get(port)
-        if got is not None and (got.index or got.layout is not None or got.time is not None or got.size != 1):
-            diags.error(pos, label, f"'{node.p.halt}' is {got}, but the halt of {node.kind} '{node.name}' must be one "
-                        "probability per example", "use a halting_unit: sigmoid of a linear map to one unit")
+        check_body_vector(node, "halt", 1, "one probability per example", diags,
+                          "add a halting_unit to the body that reads it",
+                          "use a halting_unit: sigmoid of a linear map to one unit")
 
 
 @scope("act")

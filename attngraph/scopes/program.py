@@ -40,9 +40,9 @@ from ..components.base import VType
 from ..components.ops import LIBRARIES, library_ops
 from ..spec.diagnostics import did_you_mean
 from ..spec.params import Bool, Int, Param, RefType, Str
-from .base import ScopeKind, scope
+from .base import ScopeKind, check_body_vector, scope
 
-TABULAR = {"table", "valid", "rows", "rows_2", "column"}  # what an op reads that exists only with a table
+TABULAR = {"table", "valid", "spread", "rows", "rows_2", "column"}  # what an op reads that exists only with a table
 
 
 @scope("program")
@@ -133,20 +133,8 @@ class Program(ScopeKind):
                 diags.error(pos, label, f"no op of library '{p.library}' takes a {param[:-1] if param != 'pivot' else param}",
                             f"remove '{param}:'")
                 continue
-            found = node.refs.get(param)
-            if found is None:
-                continue  # reported where it is written
-            inner, port, through = found
-            if through or inner.is_scope:
-                diags.error(pos, label, f"the {param} of program '{node.name}' must be a node of its own body",
-                            "add a node to the body that computes it")
-                continue
-            got = inner.types.get(port)
-            if got is not None and (got.index or got.layout is not None or got.time is not None or got.size != size):
-                diags.error(pos, label, f"'{getattr(p, param)}' is {got}, but the {param} of program '{node.name}' must "
-                            f"be {size} number{'s' * (size != 1)} per example ({what})",
-                            f"give '{getattr(p, param)}' size {size}" if not got.time and not got.index else
-                            "read one vector per example, e.g. an attention's context or a pool")
+            check_body_vector(node, param, size, f"{size} number{'s' * (size != 1)} per example ({what})", diags,
+                              "add a node to the body that computes it", f"give '{getattr(p, param)}' size {size}")
 
     @classmethod
     def emit(cls, node, gen) -> None:

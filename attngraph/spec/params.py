@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,6 +163,36 @@ class Choice(ParamType):
 
     def schema(self):
         return {"enum": list(self.options)}
+
+
+class NameList(ParamType):
+    """A non-empty list of names from ``options`` without repeats (or one name)."""
+
+    def __init__(self, options: Sequence[str], what: str):
+        self.item = Choice(*options)
+        self.what = what
+        self.name = f"a list of {what}s from: " + ", ".join(options)
+
+    def check(self, node, path, diags):
+        if not node.is_list:
+            if node.is_map:
+                return self.expected(node, path, diags)
+            value = self.item.check(node, path, diags)
+            return INVALID if value is INVALID else [value]
+        if not node.value:
+            return self.expected(node, path, diags)
+        values = [self.item.check(v, f"{path}[{i}]", diags) for i, v in enumerate(node.value)]
+        if INVALID in values:
+            return INVALID
+        for i, v in enumerate(values):
+            if v in values[:i]:
+                diags.error(node.value[i].pos, f"{path}[{i}]", f"{self.what} '{v}' is listed twice")
+                return INVALID
+        return values
+
+    def schema(self):
+        one = self.item.schema()
+        return {"anyOf": [one, {"type": "array", "items": one, "minItems": 1, "uniqueItems": True}]}
 
 
 class Either(ParamType):

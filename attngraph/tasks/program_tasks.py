@@ -116,7 +116,7 @@ from typing import ClassVar
 import torch
 
 from ..components.base import VType
-from ..spec.params import INVALID, Choice, Int, IntRange, Param, ParamType, Str
+from ..spec.params import Int, IntRange, NameList, Param, Str
 from .base import Task, TaskError, task
 
 EXACT = 2 ** 24  # float32 holds every integer of magnitude up to 2^24 exactly
@@ -163,36 +163,6 @@ def _pair(value) -> tuple[int, int]:
         return value, value
     lo, hi = value
     return int(lo), int(hi)
-
-
-class NameList(ParamType):
-    """A non-empty list of names from ``options`` without repeats (or one name)."""
-
-    def __init__(self, options: Sequence[str], what: str):
-        self.item = Choice(*options)
-        self.what = what
-        self.name = f"a list of {what}s from: " + ", ".join(options)
-
-    def check(self, node, path, diags):
-        if not node.is_list:
-            if node.is_map:
-                return self.expected(node, path, diags)
-            value = self.item.check(node, path, diags)
-            return INVALID if value is INVALID else [value]
-        if not node.value:
-            return self.expected(node, path, diags)
-        values = [self.item.check(v, f"{path}[{i}]", diags) for i, v in enumerate(node.value)]
-        if INVALID in values:
-            return INVALID
-        for i, v in enumerate(values):
-            if v in values[:i]:
-                diags.error(node.value[i].pos, f"{path}[{i}]", f"{self.what} '{v}' is listed twice")
-                return INVALID
-        return values
-
-    def schema(self):
-        one = self.item.schema()
-        return {"anyOf": [one, {"type": "array", "items": one, "minItems": 1, "uniqueItems": True}]}
 
 
 def _names(task_name: str, value, options: Sequence[str], what: str) -> list[str]:

@@ -66,12 +66,11 @@ from __future__ import annotations
 import abc
 import datetime
 import math
-from collections.abc import Sequence
 
 import torch
 
 from ..components.base import VType
-from ..spec.params import INVALID, Choice, Int, IntRange, Param, ParamType
+from ..spec.params import Int, IntRange, NameList, Param
 from .base import Task, TaskError, io_params, task
 
 PAD, EOS, BOS = 0, 0, 1
@@ -126,35 +125,6 @@ def _date_chars() -> tuple[str, ...]:
 
 DATE_SRC_VOCAB = (*SRC_SPECIALS, *_date_chars())
 DATE_TGT_VOCAB = (*TGT_SPECIALS, *"0123456789-")
-
-
-class FormatList(ParamType):
-    """A non-empty list of date format names without repeats (or one name)."""
-
-    def __init__(self, options: Sequence[str]):
-        self.item = Choice(*options)
-        self.name = "a list of date formats from: " + ", ".join(options)
-
-    def check(self, node, path, diags):
-        if not node.is_list:
-            if node.is_map:
-                return self.expected(node, path, diags)
-            value = self.item.check(node, path, diags)
-            return INVALID if value is INVALID else [value]
-        if not node.value:
-            return self.expected(node, path, diags)
-        values = [self.item.check(v, f"{path}[{i}]", diags) for i, v in enumerate(node.value)]
-        if INVALID in values:
-            return INVALID
-        for i, v in enumerate(values):
-            if v in values[:i]:
-                diags.error(node.value[i].pos, f"{path}[{i}]", f"format '{v}' is listed twice")
-                return INVALID
-        return values
-
-    def schema(self):
-        one = self.item.schema()
-        return {"anyOf": [one, {"type": "array", "items": one, "minItems": 1, "uniqueItems": True}]}
 
 
 def _symbols(vocab: int) -> list[str]:
@@ -330,7 +300,7 @@ class SortTokens(_SymbolTask):
 
 @task("dates", params={
     "years": Param(IntRange(min=1000), [1950, 2049], "[first, last] year; days are drawn uniformly in between"),
-    "formats": Param(FormatList(tuple(DATE_FORMATS)), list(DATE_FORMATS),
+    "formats": Param(NameList(tuple(DATE_FORMATS), "date format"), list(DATE_FORMATS),
                      "the human formats a source is written in, each drawn with equal probability"),
     **_io_params(),
 }, metrics=("loss", "sequence_accuracy", "exact_match", "token_accuracy"),
