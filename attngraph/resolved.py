@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .api import Spec
+from .components.base import VType
 from .ir import NodeIR, ScopeIR
 from .spec.params import Ref
 
@@ -17,20 +18,30 @@ def resolved(spec: Spec) -> dict[str, Any]:
         out["doc"] = doc.value
     out["inputs"] = {name: _decl(n, "vocab") for name, n in ir.inputs.items()}
     if ir.targets:
-        out["targets"] = {name: ({"classes": t.size} if t.index else {"size": t.size}) | {"time": t.time is not None}
-                          for name, t in ir.targets.items()}
+        out["targets"] = {name: _target(t) for name, t in ir.targets.items()}
     out["model"] = _body(ir.root)
     out["outputs"] = {name: {"from": str(o.edge.ref), "loss": o.loss, **({"target": o.target} if o.target else {}),
-                             "weight": o.weight, **o.options} for name, o in ir.outputs.items()}
+                             "weight": o.weight, **({"reward": o.reward} if o.reward else {}), **o.options}
+                      for name, o in ir.outputs.items()}
     for key, node in spec.tree.value.items():
         if key not in out and key not in ("targets",):
             out[key] = node.plain_value()
     return out
 
 
+def _target(t: VType) -> dict[str, Any]:
+    if t.layout and t.layout[0] == "positions":  # a pointer's answer: positions in an input, sized at run time
+        shape: dict[str, Any] = {"points_to": t.layout[1]}
+    else:
+        shape = {"classes": t.size} if t.index else {"size": t.size}
+    return shape | {"time": t.time is not None}
+
+
 def _decl(node: NodeIR, index_key: str) -> dict[str, Any]:
     t = node.types["out"]
     shared = t.time is not None and t.time != node.name  # on another input's time axis
+    if t.layout and t.layout[0] == "image":
+        return {"image": list(t.layout[1:])}  # an image has no time axis
     return {index_key if t.index else "size": t.size, "time": t.time if shared else t.time is not None}
 
 
@@ -41,9 +52,8 @@ def _body(scope: ScopeIR) -> dict[str, Any]:
 def _node(node: NodeIR) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": node.kind}
     for key, value in vars(node.p).items():
-        if value is None and key == "output":
-            continue
-        out[key] = _plain(value)
+        if value is not None:  # None: the parameter was left unset (its default says what that means)
+            out[key] = _plain(value)
     if node.body is not None:
         out["body"] = _body(node.body)
     return out
