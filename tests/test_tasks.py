@@ -157,3 +157,21 @@ def test_a_task_without_metrics_is_refused_when_registered():
             def sample(self, batch, gen):
                 return {}
     assert "half_done" not in TASKS
+
+
+def test_jsonl_shared_time_axis_lengths_must_match(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"q": [1, 2, 0], "n": [[0.0], [5.0], [0.0]], "y": [1.0]}\n'
+                                          '{"q": [1, 2], "n": [[0.0], [5.0], [7.0]], "y": [2.0]}\n')
+    spec = tmp_path / "s.yaml"
+    spec.write_text("attngraph: 1\ninputs:\n  q: {vocab: 3}\n  n: {size: 1, time: q}\ntargets:\n"
+                    "  y: {size: 1, time: false}\nmodel:\n  e: {kind: embedding, size: 4, in: q}\n"
+                    "  c: {kind: concat, in: [e, n]}\n  r: {kind: gru, size: 4, in: c}\n  p: {kind: pool, in: r}\n"
+                    "  o: {kind: linear, size: 1, in: p}\noutputs:\n  y: {from: o, loss: mse}\n"
+                    "task: {kind: jsonl, path: train.jsonl}\n")
+    assert [str(d) for d in attngraph.check(spec)[1]] == [
+        f"{tmp_path / 'train.jsonl'}:2:1: n: 3 steps, but it is on the time axis of 'q', which has 2 steps "
+        "(a step of one for each step of the other)"]
+    (tmp_path / "train.jsonl").write_text('{"q": [1, 2, 0], "n": [[0.0], [5.0], [0.0]], "y": [1.0]}\n'
+                                          '{"q": [1], "n": [[4.0]], "y": [2.0]}\n')
+    batch = attngraph.load(spec).sections["task"].train.sample(8, torch.Generator().manual_seed(0))
+    assert torch.equal(batch["n.mask"], batch["q.mask"]) and batch["n"].shape == (8, 3, 1)

@@ -6,7 +6,8 @@ Each line is a JSON object whose keys are the model's input and target names. A 
 - for a sequence of tokens or classes (``{vocab: N}`` / ``{classes: N}``): a list of integers in [0, N);
 - without a time axis (``time: false``): one list of N numbers, or one integer.
 
-Sequences may differ in length: a batch is padded and ``"<name>.mask"`` (B, T) marks the valid steps, so
+An input declared on another input's time axis (``time: <input>``) has exactly as many steps as that input
+on each line. Sequences may differ in length: a batch is padded and ``"<name>.mask"`` (B, T) marks the valid steps, so
 losses count only those. Example (inputs ``x: {size: 2}``, targets ``y: {classes: 3}``)::
 
     {"x": [[0.5, 1.0], [0.0, 1.0], [1.0, 1.0]], "y": [2, 0, 1]}
@@ -115,6 +116,11 @@ def _check_record(line: str, declared: dict[str, VType]) -> dict | str:
         if problem:
             return problem
         out[name] = record[name]
+    for name, t in declared.items():
+        owner = t.time
+        if owner is not None and owner != name and owner in out and len(out[name]) != len(out[owner]):
+            return (f"{name}: {len(out[name])} steps, but it is on the time axis of '{owner}', which has "
+                    f"{len(out[owner])} steps (a step of one for each step of the other)")
     return out
 
 
