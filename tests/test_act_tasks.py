@@ -1,4 +1,4 @@
-"""The tasks of Graves 2016 (Adaptive Computation Time), sections 3.1 and 3.2: parity and logic."""
+"""The tasks of Graves 2016 (Adaptive Computation Time), sections 3.1, 3.2 and 3.3: parity, logic and addition."""
 
 import pytest
 import torch
@@ -337,3 +337,286 @@ def test_spec_reports_a_task_error_and_a_size_mismatch(tmp_path):
     assert spec is None
     assert errors[0].endswith("task: input 'x': the task produces a sequence of 102 features but the model "
                               "declares a sequence of 64 features (change inputs.x or the task's parameters)")
+
+
+# ---- addition ---------------------------------------------------------------------------------------
+
+DIGIT_NAMES = [f"digit{k}" for k in range(6)]
+
+
+def decode_number(vector, max_digits):
+    """An addition input vector (10·max_digits elements) as (number, D), checking the layout: each slot of
+    10 is a one-hot digit or all zero, the used slots come first, least significant digit first."""
+    digits = []
+    for k in range(max_digits):
+        slot = vector[10 * k:10 * k + 10]
+        assert all(v in (0, 1) for v in slot) and sum(slot) <= 1
+        if sum(slot) == 1:
+            assert len(digits) == k, "used slots come first"
+            digits.append(slot.index(1))
+    assert digits, "a number has at least one digit"
+    return sum(d * 10 ** k for k, d in enumerate(digits)), len(digits)
+
+
+def reference_sum_digits(total, max_digits):
+    """Section 3.3's target: the sum's digits, least significant first, then the 11th class (10)."""
+    digits = [int(c) for c in reversed(str(total))]
+    assert len(digits) <= max_digits + 1
+    return digits + [10] * (max_digits + 1 - len(digits))
+
+
+def test_addition_batch_shapes_masks_and_dtypes():
+    batch = sample(make("addition"), 64, seed=5)
+    assert batch.keys() == {"x", "x.mask"} | set(DIGIT_NAMES) | {f"{n}.mask" for n in DIGIT_NAMES}
+    x, xm = batch["x"], batch["x.mask"]
+    steps = x.shape[1]
+    assert x.shape == (64, steps, 50) and x.dtype == torch.float32 and steps == 5
+    assert xm.shape == (64, steps) and xm.dtype == torch.bool
+    assert set(x.unique().tolist()) == {0.0, 1.0}
+    for name in DIGIT_NAMES:
+        y, ym = batch[name], batch[f"{name}.mask"]
+        assert y.shape == ym.shape == (64, steps) and y.dtype == torch.int64 and ym.dtype == torch.bool
+        assert 0 <= int(y.min()) and int(y.max()) <= 10
+    for i in range(64):
+        n = int(xm[i].sum())
+        assert xm[i].tolist() == [t < n for t in range(steps)]  # valid steps first
+        assert x[i, n:].abs().sum() == 0  # padding is zero
+        assert all(batch[name][i, n:].abs().sum() == 0 for name in DIGIT_NAMES)
+
+
+def test_addition_first_step_has_no_target():
+    batch = sample(make("addition"), 200, seed=7)
+    xm, steps = batch["x.mask"], batch["x"].shape[1]
+    counted = batch["digit0.mask"]
+    assert all(torch.equal(batch[f"{name}.mask"], counted) for name in DIGIT_NAMES)
+    assert not counted[:, 0].any()  # "There is no target for the first vector in the sequence"
+    assert torch.equal(counted[:, 1:], xm[:, 1:])  # every later valid step is counted, no padding step
+    single = xm.sum(1) == 1
+    assert single.any() and not counted[single].any()  # a sequence of one vector counts nothing
+    assert steps == 5 and counted.sum(1).max() == 4
+
+
+@pytest.mark.parametrize("changes", [{}, {"max_digits": 2, "max_length": 10}, {"max_digits": 1, "max_length": 11}])
+def test_addition_targets_match_python_integer_sums(changes):
+    task = make("addition", **changes)
+    max_digits, max_length = task.p.max_digits, task.p.max_length
+    batch = sample(task, 400, seed=6)
+    x, xm = batch["x"], batch["x.mask"]
+    assert x.shape[2] == 10 * max_digits
+    names = [f"digit{k}" for k in range(max_digits + 1)]
+    assert {k for k in batch if not k.endswith(".mask")} == {"x", *names}
+    lengths, counts, leading_zero, widest, classes = set(), set(), 0, 0, set()
+    for i in range(400):
+        n = int(xm[i].sum())
+        lengths.add(n)
+        total = 0
+        for t in range(n):
+            number, d = decode_number([int(v) for v in x[i, t].tolist()], max_digits)
+            counts.add(d)
+            leading_zero += d > 1 and number < 10 ** (d - 1)
+            total += number  # Python's integers: the sum of the numbers so far
+            expected = reference_sum_digits(total, max_digits)
+            got = [int(batch[name][i, t]) for name in names]
+            assert got == expected, (i, t, total)  # at the first step too, where it is not counted
+            widest = max(widest, len(str(total)))
+            classes |= set(got)
+    assert lengths == set(range(1, max_length + 1))
+    assert counts == set(range(1, max_digits + 1))
+    assert leading_zero > 0 or max_digits == 1  # "each digit is drawn randomly from 0 to 9"
+    assert widest == max_digits + 1  # the last sum digit is used
+    assert classes == set(range(11))
+    used = x[xm].reshape(-1, max_digits, 10).sum(0)
+    assert (used > 0).all()  # every digit occurs in every slot
+
+
+def test_addition_sum_of_zero_is_the_digit_zero():
+    zero = torch.zeros(1, 2, 5, dtype=torch.long)
+    x, sums = act_tasks.addition_encode(zero, torch.tensor([[1, 3]]), torch.tensor([2]))
+    assert x[0, 0].nonzero().flatten().tolist() == [0]  # one digit 0
+    assert x[0, 1].nonzero().flatten().tolist() == [0, 10, 20]  # three digits 0 0 0
+    assert sums[0].tolist() == [[0, 10, 10, 10, 10, 10]] * 2
+
+
+def test_addition_worked_example_of_the_docstring():
+    doc = act_tasks.__doc__
+    assert "step 0: 427 as D = 3: slots 7 2 4 - - (x[7] = x[12] = x[24] = 1)    sum 427     ->  7 2 4 * * *" in doc
+    assert "step 1: 95 as D = 3: slots 5 9 0 - - (x[5] = x[19] = x[20] = 1)     sum 522     ->  2 2 5 * * *" in doc
+    assert "step 2: 99999 as D = 5: slots 9 9 9 9 9 (x[9], x[19] .. x[49] = 1)   sum 100521  ->  1 2 5 0 0 1" in doc
+    digits = torch.tensor([[[7, 2, 4, 0, 0], [5, 9, 0, 0, 0], [9, 9, 9, 9, 9]]])
+    x, sums = act_tasks.addition_encode(digits, torch.tensor([[3, 3, 5]]), torch.tensor([3]))
+    assert x[0, 0].nonzero().flatten().tolist() == [7, 12, 24]
+    assert x[0, 1].nonzero().flatten().tolist() == [5, 19, 20]
+    assert x[0, 2].nonzero().flatten().tolist() == [9, 19, 29, 39, 49]
+    assert sums[0].tolist() == [[7, 2, 4, 10, 10, 10], [2, 2, 5, 10, 10, 10], [1, 2, 5, 0, 0, 1]]
+    assert [decode_number([int(v) for v in x[0, t].tolist()], 5)[0] for t in range(3)] == [427, 95, 99999]
+
+
+def test_addition_is_seeded():
+    task = make("addition")
+    a, b, c = sample(task, 8, 1), sample(task, 8, 1), sample(task, 8, 2)
+    assert a.keys() == b.keys() == c.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(a[k].shape != c[k].shape or not torch.equal(a[k], c[k]) for k in a)
+    state = torch.random.get_rng_state()
+    sample(task, 8, 1)
+    assert torch.equal(state, torch.random.get_rng_state())  # only the given generator is used
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"max_length": 11}, "task 'addition': max_length 11 must lie within [1, 10]: the sum of up to max_length "
+                         "numbers of max_digits = 5 digits must fit in max_digits + 1 = 6 digits"),
+    ({"max_length": 0}, "task 'addition': max_length 0 must lie within [1, 10]: the sum of up to max_length "
+                        "numbers of max_digits = 5 digits must fit in max_digits + 1 = 6 digits"),
+    ({"max_digits": 1, "max_length": 12}, "task 'addition': max_length 12 must lie within [1, 11]: the sum of up "
+                                          "to max_length numbers of max_digits = 1 digits must fit in "
+                                          "max_digits + 1 = 2 digits"),
+    ({"max_digits": 6}, "task 'addition': max_digits 6 must lie within [1, 5]: the digits of a number (the "
+                        "paper's input holds 5)"),
+    ({"max_digits": 0}, "task 'addition': max_digits 0 must lie within [1, 5]: the digits of a number (the "
+                        "paper's input holds 5)"),
+])
+def test_addition_errors(changes, message):
+    with pytest.raises(TaskError) as err:
+        make("addition", **changes)
+    assert str(err.value) == message
+    with pytest.raises(TaskError):  # an evaluation variant or curriculum step is checked too
+        make("addition").with_params(**changes)
+
+
+def test_addition_lengths_at_the_limit_fit_the_sum():
+    for digits in range(1, 6):
+        limit = act_tasks.addition_max_length(digits)
+        assert limit * (10 ** digits - 1) < 10 ** (digits + 1) <= (limit + 1) * (10 ** digits - 1)
+        make("addition", max_digits=digits, max_length=limit)  # accepted
+
+
+def _perfect(batch, names):
+    """Logits that score every target class +10 and every other class -10."""
+    return {name: torch.nn.functional.one_hot(batch[name], 11).float() * 20 - 10 for name in names}
+
+
+def test_addition_metrics_on_hand_made_logits():
+    task = make("addition", target="d")
+    names = [f"d{k}" for k in range(6)]
+    task.p.outputs = {name: f"head_{name}" for name in names}  # the metrics read the output trained against it
+    batch = sample(task, 8, seed=11)
+    counted = batch["d0.mask"]
+    total = 6 * int(counted.sum())
+    logits = {f"head_{k}": v for k, v in _perfect(batch, names).items()}
+    assert task.metrics(logits, batch) == {"accuracy": 1.0, "digit_accuracy": 1.0}
+    longer = [i for i in range(8) if counted[i].any()]
+    assert len(longer) >= 3 and (~counted).any()
+    i, t = longer[0], int(counted[longer[0]].nonzero()[-1])
+    wrong = {k: v.clone() for k, v in logits.items()}
+    wrong["head_d3"][i, t] = wrong["head_d3"][i, t].roll(1)  # one digit of one sequence: another class wins
+    assert task.metrics(wrong, batch) == {"accuracy": 7 / 8, "digit_accuracy": (total - 1) / total}
+    wrong["head_d0"][i, t] = wrong["head_d0"][i, t].roll(1)  # a second digit in the same sequence
+    assert task.metrics(wrong, batch) == {"accuracy": 7 / 8, "digit_accuracy": (total - 2) / total}
+    j = longer[1]
+    wrong["head_d5"][j, 1] = wrong["head_d5"][j, 1].roll(3)  # and one in another sequence
+    assert task.metrics(wrong, batch) == {"accuracy": 6 / 8, "digit_accuracy": (total - 3) / total}
+    for k in wrong.values():  # predictions at the first step and on padding are not counted
+        k[:, 0] = k[:, 0].roll(1, -1)
+        k[~batch["x.mask"]] = k[~batch["x.mask"]].roll(1, -1)
+    assert task.metrics(wrong, batch) == {"accuracy": 6 / 8, "digit_accuracy": (total - 3) / total}
+
+
+def test_addition_metrics_of_sequences_with_nothing_counted():
+    task = make("addition", max_length=1)
+    batch = sample(task, 4)
+    assert not batch["digit0.mask"].any()
+    garbage = {name: torch.zeros(4, 1, 11) for name in DIGIT_NAMES}
+    garbage["digit0"][..., 3] = 1.0
+    assert task.metrics(garbage, batch) == {"accuracy": 1.0, "digit_accuracy": 1.0}
+
+
+def test_addition_is_registered_with_its_metrics():
+    cls = TASKS["addition"]
+    assert cls.metric_names == ("loss", "accuracy", "digit_accuracy") and cls.lower_is_better == {"loss"}
+    assert {"input", "target", "max_length", "max_digits"} == cls.params.keys() and cls.doc.startswith("Graves 2016")
+    assert cls.params["max_length"].default == 5 and cls.params["max_digits"].default == 5
+    assert cls.params["target"].default == "digit"
+
+
+ADDITION_SPEC = """attngraph: 1
+name: act-addition-tiny
+inputs:
+  x: {{size: {size}}}
+targets:
+{targets}
+model:
+  seq:
+    kind: loop
+    over: x
+    body:
+      ponder:
+        kind: act
+        halt: h
+        max_steps: 4
+        body:
+          lstm: {{kind: lstm, size: 8, in: [x, ponder.first]}}
+          h:    {{kind: halting_unit, in: lstm, bias: 1.0}}
+        output: lstm
+    output: ponder
+{heads}
+outputs:
+{outputs}
+  ponder: {{from: seq.ponder.cost, loss: ponder_cost, weight: 0.001}}
+task: {task}
+"""
+
+
+def addition_spec(size=50, digits=6, classes=11, task="{kind: addition}"):
+    names = [f"digit{k}" for k in range(digits)]
+    return ADDITION_SPEC.format(
+        size=size, task=task,
+        targets="\n".join(f"  {n}: {{classes: {classes}}}" for n in names),
+        heads="\n".join(f"  {n}: {{kind: linear, size: {classes}, in: seq}}" for n in names),
+        outputs="\n".join(f"  {n}: {{from: {n}, loss: cross_entropy}}" for n in names))
+
+
+def test_addition_spec_checks_trains_and_measures(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(addition_spec())
+    spec, report = attngraph.check(path)
+    assert spec is not None, [str(d) for d in report]
+    section = spec.sections["task"]
+    assert section.train.p.outputs == {n: n for n in DIGIT_NAMES}
+    batch = section.train.sample(8, torch.Generator().manual_seed(0))
+    model = attngraph.build(spec)
+    outputs = model(batch)
+    assert all(outputs[n].shape == (*batch[n].shape, 11) for n in DIGIT_NAMES)
+    loss, parts = model.loss(outputs, batch)
+    assert set(parts) == {*DIGIT_NAMES, "ponder"} and torch.isfinite(loss)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    values = section.train.metrics(outputs, batch)
+    assert set(values) == {"accuracy", "digit_accuracy"} and all(0.0 <= v <= 1.0 for v in values.values())
+
+
+def test_addition_spec_reports_wrong_declarations(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(addition_spec().replace("digit0: {classes: 11}", "digit0: {classes: 10}"))
+    spec, report = attngraph.check(path)
+    errors = [str(d) for d in report if d.severity == "error"]
+    assert spec is None
+    assert any(e.endswith("task: target 'digit0': the task produces a sequence of 11 classes but the model "
+                          "declares a sequence of 10 classes (change targets.digit0 or the task's parameters)")
+               for e in errors), errors
+    path.write_text(addition_spec(task="{kind: addition, max_digits: 3}"))  # downsized: 30 inputs, 4 sum digits
+    spec, report = attngraph.check(path)
+    errors = [str(d) for d in report if d.severity == "error"]
+    assert spec is None and len(errors) == 3
+    assert errors[0].endswith("task: input 'x': the task produces a sequence of 30 features but the model declares "
+                              "a sequence of 50 features (change inputs.x or the task's parameters)")
+    assert errors[1].endswith("task: the model declares target 'digit4' but task 'addition' does not produce it "
+                              "(it produces: digit0, digit1, digit2, digit3)")
+    path.write_text(addition_spec(size=30, digits=4, task="{kind: addition, max_digits: 3}"))
+    spec, report = attngraph.check(path)
+    assert spec is not None, [str(d) for d in report]
+    path.write_text(addition_spec(task="{kind: addition, max_length: 11}"))
+    spec, report = attngraph.check(path)
+    errors = [str(d) for d in report if d.severity == "error"]
+    assert spec is None and len(errors) == 1
+    assert errors[0].endswith("task: task 'addition': max_length 11 must lie within [1, 10]: the sum of up to "
+                              "max_length numbers of max_digits = 5 digits must fit in max_digits + 1 = 6 digits")

@@ -1,9 +1,11 @@
-"""Two tasks of Graves 2016 (Adaptive Computation Time for Recurrent Neural Networks, arXiv 1603.08983):
-parity (section 3.1) and logic (section 3.2). Both present a static vector per step that takes several
-computation steps to resolve; the target is one bit per step, trained with ``bce`` on a logit. The batch
-keys are named by ``input`` (default ``x``) and ``target`` (default ``y``), with ``x.mask`` (B, T) marking
-each example's valid steps and ``y.mask`` (B, T) the steps the loss and metrics count (the same steps).
-Predictions are logits, a bit is read as 1 where the logit is > 0 (sigmoid > 0.5).
+"""Three tasks of Graves 2016 (Adaptive Computation Time for Recurrent Neural Networks, arXiv 1603.08983):
+parity (section 3.1), logic (section 3.2) and addition (section 3.3). Each presents a static vector per
+step that takes several computation steps to resolve. For parity and logic the target is one bit per
+step, trained with ``bce`` on a logit; the batch keys are named by ``input`` (default ``x``) and
+``target`` (default ``y``), with ``x.mask`` (B, T) marking each example's valid steps and ``y.mask``
+(B, T) the steps the loss and metrics count (the same steps). Predictions are logits, a bit is read as 1
+where the logit is > 0 (sigmoid > 0.5). Addition's targets are classes, one target per digit of the sum
+(its own section below).
 
 ``parity`` (3.1): "The input vectors had 64 elements, of which a random number from 1 to 64 were randomly
 set to 1 or −1 and the rest were set to 0. The corresponding target was 1 if there was an odd number of
@@ -80,6 +82,59 @@ the input vector."
               b2 = ABJ(b1, b0) = ABJ(0, 1) = 0;  b3 = if/then(b2, b1) = if/then(0, 0) = 1  ->  y = 1
       step 1: x[0] = 0 (b0 = 1, the previous target), x[1] = b1 = 0, chunks xq, NOR (x[3] = x[12] = 1)
               b2 = xq(b1, b0) = xq(0, 1) = 1;  b3 = NOR(b2, b1) = NOR(1, 0) = 0  ->  y = 0
+
+``addition`` (3.3): "The addition task presents the network with a input sequence of 1 to 5 size 50 input
+vectors. Each vector represents a D digit number, where D is drawn randomly from 1 to 5, and each digit is
+drawn randomly from 0 to 9. The first 10D elements of the vector are a concatenation of one-hot encodings
+of the D digits in the number, and the remainder of the vector is set to 0. The required output is the
+cumulative sum of all inputs up to the current one, represented as a set of 6 simultaneous
+classifications for the 6 possible digits in the sum. There is no target for the first vector in the
+sequence, as no sums have yet been calculated. [...] Each classification is modelled by a size 11
+softmax, where the first 10 classes are the digits and the 11th is a special marker used to indicate that
+the number is complete." Its loss was "the joint cross-entropy of all 6 targets at each time-step where
+targets were present"; Figure 11: unused input digits "are represented by a vector of 10 zeros", the 11th
+class "is used for digits beyond the end of the target number".
+
+  input ``(B, T, 10·max_digits)`` float32; targets ``digit0`` .. ``digit{max_digits}`` (the names are the
+  ``target`` prefix, default ``digit``, and k), each ``(B, T)`` int64 class indices in [0, 11): ``digitk``
+  is the digit of 10^k of the cumulative sum, or 10 (:data:`NO_DIGIT`, the paper's 11th class) past the
+  sum's most significant digit. T = the batch's longest sequence; L is drawn uniformly from
+  [1, ``max_length``] per example; ``x.mask`` marks the L valid steps, each ``digitk.mask`` the valid
+  steps but the first (the paper: no target for the first vector), so a sequence of one vector has no
+  counted step. Train each target with ``loss: cross_entropy`` on 11 logits.
+
+  - D is drawn uniformly from [1, ``max_digits``] per vector and each of its D digits uniformly from 0..9,
+    independently, as the paper's text says: a number's leading digit may be 0 (D = 3 digits 5 9 0 is
+    the number 95, shown with three digits, unlike an unused slot, which is all zero);
+  - **digit order, least significant first** (our choice: the paper's text does not say, its Figure 11 is
+    an image), in the input and in the targets alike: input slot k, elements ``10k .. 10k + 9``, is the
+    one-hot of the digit of 10^k (element ``10k + d`` is 1 for digit d), slots ``D .. max_digits − 1``
+    are zero; target ``digitk`` is the sum's digit of 10^k;
+  - the sum is written without leading zeros: its digits up to the most significant non-zero one, then
+    class 10; a sum of 0 is the one digit 0 (``digit0`` = 0, every other digit 10);
+  - padded steps hold zero inputs and class 0 (not counted); the first step's targets hold the first
+    number (the sum so far), not counted either.
+
+  Sizes: ``max_length`` 5 and ``max_digits`` 5 are the paper's (inputs of 50, sums of 6 digits).
+  ``max_digits`` changes both widths: the input has 10·max_digits elements and the sum max_digits + 1
+  digits (targets ``digit0`` .. ``digit{max_digits}``), which the spec must declare; a run with
+  max_digits (or max_length) below 5 is a downsized version of the paper's task and should say so in its
+  name and report. ``max_length`` may be at most the number of max_digits-digit numbers whose sum always
+  fits in max_digits + 1 digits, ⌊(10^(max_digits+1) − 1) / (10^max_digits − 1)⌋ (10; 11 for one digit).
+
+  Metrics: ``accuracy``, the fraction of sequences whose every digit at every counted step is right (the
+  argmax of the digit's logits is its class); the paper's sequence error rate ("the fraction of examples
+  where any mistakes were made") is 1 − accuracy. A sequence of one vector has no output to get wrong
+  and counts as right, as in that rate (with max_length 5, a fifth of the sequences). ``digit_accuracy``,
+  the fraction of counted digit predictions that are right (1.0 for a batch that counts none). Each
+  target is read from the output trained against it (the outputs are named like the targets in the
+  examples).
+
+  Worked example (the test checks it), max_digits 5, ``*`` = class 10::
+
+      step 0: 427 as D = 3: slots 7 2 4 - - (x[7] = x[12] = x[24] = 1)    sum 427     ->  7 2 4 * * *  (not counted)
+      step 1: 95 as D = 3: slots 5 9 0 - - (x[5] = x[19] = x[20] = 1)     sum 522     ->  2 2 5 * * *
+      step 2: 99999 as D = 5: slots 9 9 9 9 9 (x[9], x[19] .. x[49] = 1)   sum 100521  ->  1 2 5 0 0 1
 """
 from __future__ import annotations
 
@@ -93,6 +148,9 @@ GATES = ("NOR", "xq", "ABJ", "XOR", "NAND", "AND", "XNOR", "if/then", "then/if",
 CHUNKS = 10  # gate chunks per logic vector
 CHUNK = len(GATES)  # elements per chunk: a one-hot over the gates
 LOGIC_SIZE = 2 + CHUNKS * CHUNK  # 102
+DIGITS = 5  # addition: the paper's (and the largest) max_digits
+NO_DIGIT = 10  # addition: the 11th class, a sum digit past the sum's most significant digit
+DIGIT_CLASSES = 11
 
 # Table 1, one row per gate, its value for (P, Q) = (1, 1), (1, 0), (0, 1), (0, 0) as in the paper.
 _TABLE_1 = (
@@ -157,6 +215,36 @@ def logic_encode(b0: torch.Tensor, b1: torch.Tensor, gates: torch.Tensor,
         carried = newer[:, t].gather(1, carried[:, None])[:, 0]
         y[:, t, 0] = carried.float()
     return x, y * valid[:, :, None]
+
+
+def addition_max_length(max_digits: int) -> int:
+    """The most numbers of ``max_digits`` digits whose sum always fits in ``max_digits + 1`` digits."""
+    return (10 ** (max_digits + 1) - 1) // (10 ** max_digits - 1)
+
+
+def addition_encode(digits: torch.Tensor, counts: torch.Tensor, lengths: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The addition input and targets for chosen numbers (what ``sample`` draws at random).
+
+    ``digits`` (B, T, max_digits) int: each vector's digits, least significant first (slots at or past its
+    count are ignored); ``counts`` (B, T): D, the digits each vector shows; ``lengths`` (B,): valid steps.
+    Returns x (B, T, 10·max_digits) float32, zero on padded steps, and the sum digits (B, T, max_digits + 1)
+    int64: digit k of the cumulative sum (least significant first), :data:`NO_DIGIT` past its most
+    significant digit, 0 on padded steps. The first step is encoded like any other (the task masks it).
+    """
+    batch, steps, width = digits.shape
+    valid = torch.arange(steps)[None, :] < lengths[:, None]  # (B, T)
+    used = (torch.arange(width) < counts[..., None]) & valid[..., None]  # (B, T, max_digits)
+    digits = digits.long() * used
+    onehot = torch.zeros(batch, steps, width, 10)
+    onehot.scatter_(3, digits[..., None], 1.0)
+    x = (onehot * used[..., None]).reshape(batch, steps, width * 10)
+    powers = 10 ** torch.arange(width + 1)  # int64
+    sums = (digits * powers[:width]).sum(-1).cumsum(1)  # (B, T): the cumulative sum
+    places = sums[..., None] // powers % 10  # (B, T, max_digits + 1)
+    present = (sums[..., None] >= powers) | (powers == 1)  # a sum of 0 is the one digit 0
+    out = torch.where(present, places, NO_DIGIT)
+    return x, torch.where(valid[..., None], out, 0)
 
 
 def _step_correct(task: Task, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]):
@@ -247,3 +335,62 @@ class Logic(Task):
         right, counted = _step_correct(self, outputs, batch)
         return {"accuracy": float((right | ~counted).all(1).float().mean()),
                 "bit_accuracy": int((right & counted).sum()) / max(int(counted.sum()), 1)}
+
+
+@task("addition", params={
+    "max_length": Param(Int(min=1), 5, "numbers per sequence: L drawn per example from [1, max_length] (at most "
+                        "10; 11 with max_digits 1)"),
+    "max_digits": Param(Int(min=1, max=DIGITS), DIGITS, "digits per number: D drawn per number from [1, "
+                        "max_digits]; input width 10·max_digits, sums of max_digits + 1 digits (targets "
+                        "<target>0 .. <target>{max_digits}); below 5 the task is downsized"),
+    **io_params("x", "digit", target_doc="the prefix of the target names: <target>0 .. <target>{max_digits}, "
+                "the sum's digits, least significant first"),
+}, metrics=("loss", "accuracy", "digit_accuracy"),
+    doc="Graves 2016 addition: a sequence of 1-5 numbers of 1-5 one-hot digits; at each step after the first, "
+        "the digits of the cumulative sum.")
+class Addition(Task):
+    def __init__(self, p):
+        super().__init__(p)
+        if not 1 <= p.max_digits <= DIGITS:  # the spec's schema says so too; this guards the Python API
+            raise TaskError(f"task 'addition': max_digits {p.max_digits} must lie within [1, {DIGITS}]: the "
+                            f"digits of a number (the paper's input holds {DIGITS})")
+        limit = addition_max_length(p.max_digits)
+        if not 1 <= p.max_length <= limit:
+            raise TaskError(f"task 'addition': max_length {p.max_length} must lie within [1, {limit}]: the sum of "
+                            f"up to max_length numbers of max_digits = {p.max_digits} digits must fit in "
+                            f"max_digits + 1 = {p.max_digits + 1} digits")
+        self.targets = [f"{p.target}{k}" for k in range(p.max_digits + 1)]
+
+    def sizes(self):
+        p = self.p
+        return {"inputs": {p.input: VType(10 * p.max_digits, p.input)},
+                "targets": {name: VType(DIGIT_CLASSES, name, index=True) for name in self.targets}}
+
+    def sample(self, batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        p = self.p
+        lengths = torch.randint(1, p.max_length + 1, (batch,), generator=gen)  # (B,)
+        steps = int(lengths.max())
+        counts = torch.randint(1, p.max_digits + 1, (batch, steps), generator=gen)  # (B, T): D
+        digits = torch.randint(0, 10, (batch, steps, p.max_digits), generator=gen)
+        x, sums = addition_encode(digits, counts, lengths)
+        valid = torch.arange(steps)[None, :] < lengths[:, None]  # (B, T)
+        counted = valid & (torch.arange(steps) > 0)  # no target at the first step
+        out = {p.input: x, f"{p.input}.mask": valid}
+        for k, name in enumerate(self.targets):
+            out[name] = sums[..., k].contiguous()
+            out[f"{name}.mask"] = counted.clone()
+        return out
+
+    def metrics(self, outputs, batch):
+        names = getattr(self.p, "outputs", None) or {}  # target -> the output trained against it
+        right = counted = 0
+        every = None  # (B,): every counted digit of the sequence right
+        for name in self.targets:
+            logits = outputs[names.get(name, name)]  # (B, T, 11)
+            mask = batch[f"{name}.mask"]
+            hit = logits.argmax(-1) == batch[name]  # (B, T)
+            ok = (hit | ~mask).all(1)
+            every = ok if every is None else every & ok
+            right += int((hit & mask).sum())
+            counted += int(mask.sum())
+        return {"accuracy": float(every.float().mean()), "digit_accuracy": right / counted if counted else 1.0}
