@@ -228,7 +228,7 @@ def induced_program(prog, records, example: int = 0) -> list[str]:
         if "column" in chosen.takes:
             args.append(chr(ord("A") + int(records[f"{prog.dotted}.column"][example, t].argmax())))
         if "pivot" in chosen.takes:
-            args.append(f"{float(records[f'{prog.dotted}.pivot'][example, t]):.4g}")
+            args.append(f"{float(records[f'{prog.dotted}.pivot'][example, t].detach()):.4g}")
         steps.append(chosen.name + (f"({', '.join(args)})" if args else ""))
     return steps
 

@@ -333,4 +333,4 @@ def test_inspect_draws_the_induced_program(tmp_path):
         assert step.split("(")[0] == name
         if name in ("greater", "lesser"):  # column letter and pivot
             col = "ABC"[int(rec["prog.column"][0, t].argmax())]
-            assert step == f"{name}({col}, {float(rec['prog.pivot'][0, t]):.4g})"
+            assert step == f"{name}({col}, {float(rec['prog.pivot'][0, t].detach()):.4g})"
