@@ -70,6 +70,10 @@ def check_task(node: Node, diags: Diagnostics, ir: Any) -> TaskSection | None:
             return None
     if not _matches(node, train, ir, diags):
         return None
+    # an evaluation variant can change sizes too (copy's width, addition's max_digits): it must fit the model
+    if changes and evaluation is not train and not _matches(node.get("eval"), evaluation, ir, diags,
+                                                            kind=kind.value, when=" for evaluation"):
+        return None
     outputs = {o.target: name for name, o in ir.outputs.items() if o.target}
     for target in train.sizes()["targets"]:
         if target not in outputs:
@@ -94,29 +98,47 @@ def _eval_changes(node: Node | None, cls: type[Task], diags: Diagnostics) -> dic
     return {k: v for k, v in values.items() if k in node.value}
 
 
-def _matches(node: Node, task: Task, ir: Any, diags: Diagnostics) -> bool:
+def _matches(node: Node, task: Task, ir: Any, diags: Diagnostics, kind: str | None = None, when: str = "") -> bool:
+    """Compare what ``task`` produces with the model's declarations; errors at ``node`` (``task:``, or
+    ``task.eval:`` with ``when`` = " for evaluation")."""
     sizes = task.sizes()
-    ok = _compare(node, "input", sizes["inputs"], {n: i.types["out"] for n, i in ir.inputs.items()}, diags)
-    return _compare(node, "target", sizes["targets"], ir.targets, diags) and ok
+    where = Where(node, "task.eval" if when else "task", kind or node.get("kind").value, when)
+    ok = _compare(where, "input", sizes["inputs"], {n: i.types["out"] for n, i in ir.inputs.items()}, diags)
+    return _compare(where, "target", sizes["targets"], ir.targets, diags) and ok
 
 
-def _compare(node: Node, what: str, produced: dict[str, VType], declared: dict[str, VType], diags: Diagnostics) -> bool:
+@dataclass
+class Where:
+    """Where a size mismatch is reported: the section node, its dotted name, the task's kind, and
+    " for evaluation" when the evaluation variant is compared."""
+
+    node: Node
+    section: str
+    kind: str
+    when: str
+
+
+def _compare(where: Where, what: str, produced: dict[str, VType], declared: dict[str, VType],
+             diags: Diagnostics) -> bool:
     ok = True
     section = "inputs" if what == "input" else "targets"
+    pos, label, when = where.node.pos, where.section, where.when
     for name, t in produced.items():
         if name not in declared:
-            diags.error(node.pos, "task", f"the task produces {what} '{name}' but the model declares no such {what}",
+            diags.error(pos, label, f"the task produces {what} '{name}'{when} but the model declares no such {what}",
                         did_you_mean(name, declared) if declared else f"declare it under {section}:")
             ok = False
         elif (declared[name].size, declared[name].index, declared[name].time is None, declared[name].layout) != \
                 (t.size, t.index, t.time is None, t.layout):
-            diags.error(node.pos, "task", f"{what} '{name}': the task produces {_show(t)} but the model declares "
-                        f"{_show(declared[name])}", f"change {section}.{name} or the task's parameters")
+            fix = f"change {section}.{name} or the task's parameters" if not when else \
+                "the model's sizes are fixed: let task.eval change only what keeps them, such as lengths"
+            diags.error(pos, label, f"{what} '{name}': the task produces {_show(t)}{when} but the model declares "
+                        f"{_show(declared[name])}", fix)
             ok = False
     for name in declared:
         if name not in produced:
-            diags.error(node.pos, "task", f"the model declares {what} '{name}' but task '{node.get('kind').value}' "
-                        f"does not produce it", f"it produces: {', '.join(produced) or 'nothing'}")
+            diags.error(pos, label, f"the model declares {what} '{name}' but task '{where.kind}' does not produce "
+                        f"it{when}", f"it produces: {', '.join(produced) or 'nothing'}")
             ok = False
     return ok
 
