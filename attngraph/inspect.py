@@ -201,14 +201,82 @@ def _ponder_picture(model: CompiledModel, dotted: str, records, path: Path) -> P
     steps = records[f"{dotted}.steps"][0].reshape(-1).float()  # (T,) or (1,)
     fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(steps) + 2), 3.0))
     where = torch.arange(1, len(steps) + 1)
-    ax.bar(where, steps, color="#e8a0b0", label="N (ponder steps)")
+    ax.bar(where.tolist(), steps.tolist(), color="#e8a0b0", label="N (ponder steps)")
     if scope.kind == "act":
-        ax.plot(where, records[f"{dotted}.cost"][0].reshape(-1).float(), "k.", label="ρ = N + R")
+        ax.plot(where.tolist(), records[f"{dotted}.cost"][0].reshape(-1).float().tolist(), "k.", label="ρ = N + R")
     ax.set_xlabel("input step")
     ax.set_ylabel("ponder steps")
     ax.set_title(f"{dotted} ({scope.kind}{', sampled halting' if scope.kind == 'pondernet' else ''})", fontsize=10)
-    ax.set_xticks(where)
+    ax.set_xticks(where.tolist())
     ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def ponder_by_difficulty(model: CompiledModel, task, out: Path, seed: int, examples: int = 1024,
+                         batch: int = 128) -> list[Path]:
+    """Ponder steps against how hard each input step is, over ``examples`` fresh examples of ``task`` (drawn
+    with ``seed``): the mean N per value of the task's ``difficulty`` (parity: non-zero entries, as Graves
+    2016 Fig. 5; logic: gates; addition: digits), with the spread (± one standard deviation) and the range.
+    One picture and one CSV (difficulty, input steps, mean, std, min, max) per halting scope; nothing when the
+    model has no halting scope or the task no ``difficulty``. PonderNet halts by sampling here, as in eval."""
+    if not model.ir.ponders or not hasattr(task, "difficulty"):
+        return []
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(seed)
+    keys = set(model.ir.inputs) | {f"{n}.mask" for n in model.ir.inputs}
+    level, steps = [], {dotted: [] for dotted in model.ir.ponders}
+    model.eval()
+    label = ""
+    with torch.no_grad():
+        for start in range(0, examples, batch):
+            data = task.sample(min(batch, examples - start), gen)
+            outputs = model({k: v for k, v in data.items() if k in keys})
+            label, values, valid = task.difficulty(data)
+            valid = valid.reshape(values.shape[0], -1).bool()
+            level.append(values.reshape(values.shape[0], -1)[valid])
+            for dotted in steps:
+                n = outputs[f"ponder:{dotted}"].reshape(values.shape[0], -1)
+                steps[dotted].append(n[valid].float())
+    level_all = torch.cat(level)
+    written = []
+    for dotted, parts in steps.items():
+        n_all = torch.cat(parts)
+        rows = []
+        for value in sorted(set(level_all.tolist())):
+            sel = n_all[level_all == value]
+            rows.append((value, len(sel), float(sel.mean()), float(sel.std()) if len(sel) > 1 else 0.0,
+                         float(sel.min()), float(sel.max())))
+        name = f"ponder-vs-difficulty-{dotted}"
+        csv = out / f"{name}.csv"
+        csv.write_text("difficulty,input_steps,mean_ponder,std,min,max\n" + "".join(
+            f"{v},{k},{m:.4f},{sd:.4f},{lo:g},{hi:g}\n" for v, k, m, sd, lo, hi in rows), encoding="utf-8")
+        written += [_difficulty_picture(model, dotted, label, rows, examples, out / f"{name}.png"), csv]
+    return written
+
+
+def _difficulty_picture(model: CompiledModel, dotted: str, label: str, rows, examples: int, path: Path) -> Path:
+    plt = _plt()
+    scope = next(n for n in model.ir.nodes() if n.dotted == dotted)
+    x = [r[0] for r in rows]
+    mean = torch.tensor([r[2] for r in rows])
+    sd = torch.tensor([r[3] for r in rows])
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    ax.fill_between(x, [r[4] for r in rows], [r[5] for r in rows], color="#f3d3dc", label="range")
+    low, high = torch.tensor([r[4] for r in rows]), torch.tensor([r[5] for r in rows])
+    ax.fill_between(x, torch.maximum(mean - sd, low).tolist(), torch.minimum(mean + sd, high).tolist(),
+                    color="#e8a0b0", label="± 1 s.d. (within the range)")
+    ax.plot(x, mean.tolist(), "k.-", label="mean N")
+    ax.set_xlabel(label)
+    ax.set_ylabel("ponder steps N")
+    halting = ", sampled halting" if scope.kind == "pondernet" else ""
+    ax.set_title(f"{dotted} ({scope.kind}{halting}): ponder steps by {label}, {examples} fresh examples",
+                 fontsize=9)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -525,15 +525,20 @@ def gallery_by_length(names: tuple[str, ...], out: Path, batches: int, batch_siz
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the example drawn.")
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the pictures and record.safetensors.")
+@click.option("--examples", type=click.IntRange(1), default=1024, show_default=True,
+              help="Fresh examples for the ponder-vs-difficulty plot (halting scopes on parity, logic, addition).")
 @guarded
 def inspect_cmd(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], checkpoint: Path | None, seed: int,
-                out: Path) -> None:
+                out: Path, examples: int) -> None:
     """Draw what a trained model did on one generated example of its evaluation task.
 
     Writes io.png (inputs, outputs, targets over time), attention.png (every head's weighting:
     memory location x time, write heads first), one picture per memory (its contents after the
     last step), for a decoder's attention alignment-<node>.png (output tokens x source tokens, the
     decoder running free, labelled with the task's symbols) and record.safetensors with the raw values.
+    A halting scope adds ponder-<scope>.png (ponder steps per input step) and, on a task that says how
+    hard each input step is (parity, logic, addition), ponder-vs-difficulty-<scope>.png and .csv: the
+    mean ponder steps per difficulty over --examples fresh examples drawn with seed --seed + 1.
 
     \b
     Examples:
@@ -543,11 +548,14 @@ def inspect_cmd(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...],
     import torch
 
     from attngraph.inspect import inspect as draw
+    from attngraph.inspect import ponder_by_difficulty
 
     model, result = _trained_model(spec, overrides, imports, checkpoint)
     task = result.sections["task"].eval
     batch = task.sample(1, torch.Generator().manual_seed(seed))
     for path in draw(model, batch, out, task):
+        click.echo(f"wrote {path}")
+    for path in ponder_by_difficulty(model, task, out, seed=seed + 1, examples=examples):
         click.echo(f"wrote {path}")
 
 

@@ -113,3 +113,80 @@ def test_a_pondernet_output_carries_each_ponder_step_for_its_loss(tmp_path):
     expected = sum(out["y.ponder_p"][..., n] * torch.nn.functional.binary_cross_entropy_with_logits(
         out["y.ponder_values"][..., n, :], batch["y"], reduction="none").sum(-1) for n in range(20)).mean()
     torch.testing.assert_close(parts["y"], expected)
+
+
+def test_each_act_task_says_how_hard_each_input_step_is():
+    from attngraph.tasks.act_tasks import Addition, Logic, Parity, addition_encode
+    from attngraph.tasks.base import TASKS
+
+    def make(kind, **params):
+        cls = TASKS[kind]
+        defaults = {k: v.default for k, v in cls.params.items()}
+        from types import SimpleNamespace
+        return cls(SimpleNamespace(**{**defaults, **params}, outputs={}))
+
+    gen = torch.Generator().manual_seed(3)
+    parity = make("parity", size=12, ones=[5, 5])
+    assert isinstance(parity, Parity)
+    label, values, valid = parity.difficulty(parity.sample(16, gen))
+    assert label == "non-zero entries" and values.shape == (16, 1) and bool((values == 5).all()) and bool(valid.all())
+
+    logic = make("logic", length=[1, 4], gates=[3, 3])
+    assert isinstance(logic, Logic)
+    data = logic.sample(32, gen)
+    label, values, valid = logic.difficulty(data)
+    assert label == "logic gates per vector" and torch.equal(valid, data["x.mask"])
+    assert bool((values[valid] == 3).all()) and bool((values[~valid] == 0).all())
+
+    addition = make("addition", max_length=3, max_digits=4)
+    assert isinstance(addition, Addition)
+    counts = torch.tensor([[1, 4, 2], [3, 3, 1]])
+    digits = torch.zeros(2, 3, 4, dtype=torch.long)  # zero digits: a one-hot slot is still set for each
+    x, _ = addition_encode(digits, counts, torch.tensor([3, 2]))
+    label, values, _ = addition.difficulty({"x": x, "x.mask": torch.tensor([[True] * 3, [True, True, False]])})
+    assert label == "digits per number" and values.tolist() == [[1, 4, 2], [3, 3, 0]]
+
+
+def test_ponder_by_difficulty_averages_the_models_own_ponder_counts(tmp_path):
+    from attngraph.inspect import ponder_by_difficulty
+
+    spec = attngraph.load(write(tmp_path, ACT.replace("bias: -1.0", "bias: 0.3")))
+    task = spec.sections["task"].eval
+    torch.manual_seed(0)
+    model = attngraph.build(spec)
+    with torch.no_grad():  # a halting unit that reads the state strongly: ponder counts differ between examples
+        model.nodes["seq"]["ponder"]["h"].proj.weight.normal_(0, 2.0)
+    written = ponder_by_difficulty(model, task, tmp_path / "pics", seed=7, examples=40, batch=16)
+    assert [p.name for p in written] == ["ponder-vs-difficulty-seq.ponder.png", "ponder-vs-difficulty-seq.ponder.csv"]
+    rows = list(csv.DictReader(open(written[1], encoding="utf-8")))
+    # the reference: the same three batches drawn again, the model's N grouped by hand
+    gen = torch.Generator().manual_seed(7)
+    by = {}
+    for size in (16, 16, 8):
+        data = task.sample(size, gen)
+        n = model({"x": data["x"], "x.mask": data["x.mask"]})["ponder:seq.ponder"].reshape(-1)
+        for k, steps in zip((data["x"] != 0).sum(-1).reshape(-1).tolist(), n.tolist()):
+            by.setdefault(k, []).append(steps)
+    assert [int(r["difficulty"]) for r in rows] == sorted(by)
+    for r in rows:
+        mine = by[int(r["difficulty"])]
+        assert int(r["input_steps"]) == len(mine)
+        assert abs(float(r["mean_ponder"]) - sum(mine) / len(mine)) < 1e-4
+        assert float(r["min"]) == min(mine) and float(r["max"]) == max(mine)
+    assert sum(int(r["input_steps"]) for r in rows) == 40
+    assert len({r["mean_ponder"] for r in rows}) > 1  # the counts do differ: the grouping is tested
+
+
+def test_ponder_by_difficulty_draws_nothing_without_a_halting_scope_or_a_difficulty(tmp_path):
+    from attngraph.inspect import ponder_by_difficulty
+
+    spec = attngraph.load(write(tmp_path, ACT))
+    model = attngraph.build(spec)
+
+    class NoDifficulty:
+        def sample(self, batch, gen):
+            raise AssertionError("not drawn")
+
+    assert ponder_by_difficulty(model, NoDifficulty(), tmp_path, seed=0) == []
+    plain = attngraph.build(attngraph.load(ROOT / "specs" / "examples" / "lstm_copy.yaml"))
+    assert ponder_by_difficulty(plain, spec.sections["task"].eval, tmp_path, seed=0) == []

@@ -295,6 +295,12 @@ class Parity(Task):
         right, counted = _step_correct(self, outputs, batch)
         return {"accuracy": float((right | ~counted).all(1).float().mean())}
 
+    def difficulty(self, batch):
+        """What ponder time is plotted against (Graves 2016, Fig. 5): each vector's number of non-zero entries
+        -> (label, values (B, 1), valid (B, 1))."""
+        x = batch[self.p.input]
+        return "non-zero entries", (x != 0).sum(-1), batch[f"{self.p.input}.mask"]
+
 
 @task("logic", params={
     "length": Param(IntRange(min=1), [1, 10], "[min, max] vectors per sequence, drawn per example"),
@@ -335,6 +341,12 @@ class Logic(Task):
         right, counted = _step_correct(self, outputs, batch)
         return {"accuracy": float((right | ~counted).all(1).float().mean()),
                 "bit_accuracy": int((right & counted).sum()) / max(int(counted.sum()), 1)}
+
+    def difficulty(self, batch):
+        """Each vector's number of gates B (Graves 2016, Fig. 9) -> (label, values (B, T), valid (B, T))."""
+        x = batch[self.p.input]
+        gates = x[..., 2:].reshape(*x.shape[:2], CHUNKS, CHUNK).sum(-1).gt(0).sum(-1)  # a used chunk holds a one
+        return "logic gates per vector", gates, batch[f"{self.p.input}.mask"]
 
 
 @task("addition", params={
@@ -388,3 +400,10 @@ class Addition(Task):
         n = int(counted.sum())
         return {"accuracy": float((hit | ~counted).all(0).all(1).float().mean()),  # every counted digit, per sequence
                 "digit_accuracy": int((hit & counted).sum()) / n if n else 1.0}
+
+    def difficulty(self, batch):
+        """Each number's digit count D (Graves 2016 plots ponder time per input digit) -> (label, values (B, T),
+        valid (B, T))."""
+        x = batch[self.p.input]
+        digits = x.reshape(*x.shape[:2], self.p.max_digits, 10).sum(-1).gt(0).sum(-1)  # a used slot holds a one
+        return "digits per number", digits, batch[f"{self.p.input}.mask"]
