@@ -158,6 +158,10 @@ class Inferer:
         node.types = dict(types)
 
     def report(self, node: NodeIR, err: ShapeError, ins: dict[str, Any]) -> None:
+        if err.input is not None and err.input not in node.inputs and err.input in node.value_pos:
+            # a conflict of plain parameters (not edges): reported at the parameter's value
+            self.diags.error(node.value_pos[err.input], f"{node.ypath}.{err.input}", err.message, err.hint)
+            return
         param = err.input or next(iter(node.inputs), None)
         edges = node.inputs.get(param, []) if param else []
         if edges:

@@ -445,3 +445,25 @@ def test_registration():
     assert Attention.inputs == ("query", "keys", "values") and Attention.watch == ("weights",)
     assert Attention.mask_for == "keys"
     assert all(param.doc for param in Attention.params.values())
+
+
+def test_eval_argmax_is_soft_in_training_and_picks_the_most_probable_valid_position_in_evaluation():
+    soft, _ = make(score="additive", seed=4)
+    pick, _ = make(score="additive", seed=4, eval_argmax=True)
+    lengths = [5, 3, 1]
+    keys, values = padded(lengths, K, seed=1), padded(lengths, V, seed=2)
+    queries, mask = randn(3, 4, Q, seed=3), mask_of(lengths)
+    ctx_soft, w_soft = run_steps(soft, queries, keys, values, mask)
+    ctx_pick, w_pick = run_steps(pick.train(), queries, keys, values, mask)
+    torch.testing.assert_close(ctx_pick, ctx_soft, rtol=0, atol=0)  # training: the soft attention, unchanged
+    ctx_eval, w_eval = run_steps(pick.eval(), queries, keys, values, mask)
+    best = w_soft.argmax(-1)  # (B, T): never a padded position
+    assert bool((best < torch.tensor(lengths)[:, None]).all())
+    assert torch.equal(w_eval, torch.nn.functional.one_hot(best, S).double())
+    expected = torch.stack([values[b, best[b]] for b in range(3)])  # exactly the picked position's value
+    torch.testing.assert_close(ctx_eval, expected, rtol=0, atol=0)
+    # every query step at once (outside a loop) gives the same pick
+    whole, _ = make(score="additive", seed=4, step=False, eval_argmax=True)
+    ctx_whole, w_whole, _, _ = whole.eval()(queries, keys, values, mask)
+    assert torch.equal(w_whole, w_eval)
+    torch.testing.assert_close(ctx_whole, expected, rtol=0, atol=0)

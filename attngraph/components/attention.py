@@ -75,6 +75,9 @@ PARAMS = {
                   "stochastic hard attention (Xu et al. 2015 §4.1): the context is the value at ONE position, "
                   "sampled from α in training, the most probable in evaluation; port logp = log α of it, for an "
                   "output with loss: reinforce"),
+    "eval_argmax": Param(Bool(), False,
+                         "outside training, α is one-hot at the most probable position, so the context is exactly "
+                         "one position's value (a pointer that picks, e.g. a program's pivot); training stays soft"),
     "location_filters": Param(Int(min=1), 10, "location_aware: convolution filters over the previous alignment"),
     "location_kernel": Param(Int(min=1), 9, "location_aware: convolution width (odd: 'same' padding)"),
     "init": Param(Either(Choice("zeros", "learned"), Float()), "zeros",
@@ -112,6 +115,11 @@ def _per_head_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
 def _per_head_energy(e: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """torch.matmul(e, v) per head: e a head-major fold (H·B, ..., h), v (H, h) -> (H·B, ...)."""
     return torch.bmm(e.reshape(v.shape[0], -1, e.shape[-1]), v.unsqueeze(-1)).view(e.shape[:-1])
+
+
+def _one_hot_max(weights: torch.Tensor) -> torch.Tensor:
+    """α (..., S) -> one-hot at its most probable position (the first of ties), in α's dtype."""
+    return torch.zeros_like(weights).scatter_(-1, weights.argmax(-1, keepdim=True), 1.0)
 
 
 class _Prep(NamedTuple):
@@ -195,6 +203,9 @@ class Attention(Component):
             raise ShapeError(f"hard attention samples one position of one alignment over the whole source, but "
                              f"heads is {p.heads} and window is {p.window}", hint="use heads: 1 and window: global "
                              "with hard: true")
+        if p.hard and p.eval_argmax:
+            raise ShapeError("eval_argmax makes a soft attention pick the most probable position in evaluation; "
+                             "hard: true already does", "eval_argmax", hint="set only one of them")
         size = (v or k).size
         if p.heads == 1:
             if p.score in SAME_SIZE and q.size != k.size:
@@ -246,7 +257,7 @@ class Attention(Component):
         k = ins["keys"].size
         v = ins["values"].size if ins.get("values") is not None else k
         self.score, self.window, self.heads, self.half_width = p.score, p.window, p.heads, p.half_width
-        self.hard = p.hard
+        self.hard, self.eval_argmax = p.hard, p.eval_argmax
         heads = p.heads
         if heads > 1:
             d = p.head_size or v // heads
@@ -288,6 +299,8 @@ class Attention(Component):
         prev, counter = state
         q = query if self.heads == 1 else self._fold(F.linear(query, self.q_proj.weight, self.q_proj.bias))
         weights, scores = self._align(self._scores(q, prep, prev, False), q, prep, counter, False)
+        if self.eval_argmax and not self.training:
+            weights = _one_hot_max(weights)
         logp = None
         if self.hard:
             context, logp = self._sample(weights.unsqueeze(1), prep.values)
@@ -309,6 +322,8 @@ class Attention(Component):
         prep = self._prepare(keys, values, mask)
         q = query if self.heads == 1 else self._fold(F.linear(query, self.q_proj.weight, self.q_proj.bias))
         weights, scores = self._align(self._scores(q, prep, None, True), q, prep, None, True)
+        if self.eval_argmax and not self.training:
+            weights = _one_hot_max(weights)
         if self.hard:
             context, logp = self._sample(weights, prep.values)
             return context, weights, logp, scores
