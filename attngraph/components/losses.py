@@ -204,8 +204,32 @@ class PonderCost(Penalty):
         return pred.squeeze(-1)
 
 
+class EntropyBonus(Penalty):
+    name = "entropy_bonus"
+    doc = ("minus the entropy of softmax(scores), −H = Σ_k p_k log p_k, per example (or counted step): with weight "
+           "β it rewards spread-out choices and keeps a softmax from saturating before the alternatives were "
+           "tried (entropy regularisation, Williams & Peng 1991; Mnih et al. 2016). Reads scores, e.g. a "
+           "program's op scores: from: prog.op")
+
+    def check(self, pred, target):
+        if pred.index:
+            raise ShapeError(f"'entropy_bonus' reads scores over choices, not class indices ({pred})",
+                             hint="read the scores the choice is made from, e.g. from: prog.op")
+        if pred.layout is not None and pred.layout[0] != "positions":
+            raise ShapeError(f"'entropy_bonus' reads scores over choices, not {pred}",
+                             hint="read the scores the choice is made from, e.g. from: prog.op")
+        if pred.layout is None and pred.size < 2:
+            raise ShapeError(f"'entropy_bonus' needs scores over at least 2 choices, but {pred} has {pred.size}",
+                             hint="read a node with one score per choice")
+
+    def elementwise(self, pred, target, mask=None):
+        """pred (B, [T,] K) scores -> −H(softmax(pred)) (B, [T])."""
+        logp = torch.log_softmax(pred, -1)
+        return (logp.exp() * logp).sum(-1)
+
+
 LOSSES: dict[str, Loss] = {cls.name: cls() for cls in (BCE, CrossEntropy, MSE, Huber, DoublyStochastic, Reinforce,
-                                                       PonderCost)}
+                                                       PonderCost, EntropyBonus)}
 
 
 def register_loss(cls: type[Loss]) -> type[Loss]:
