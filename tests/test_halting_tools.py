@@ -116,14 +116,9 @@ def test_a_pondernet_output_carries_each_ponder_step_for_its_loss(tmp_path):
 
 
 def test_each_act_task_says_how_hard_each_input_step_is():
-    from attngraph.tasks.act_tasks import Addition, Logic, Parity, addition_encode
-    from attngraph.tasks.base import TASKS
+    from test_ntm_tasks import make
 
-    def make(kind, **params):
-        cls = TASKS[kind]
-        defaults = {k: v.default for k, v in cls.params.items()}
-        from types import SimpleNamespace
-        return cls(SimpleNamespace(**{**defaults, **params}, outputs={}))
+    from attngraph.tasks.act_tasks import Addition, Logic, Parity, addition_encode
 
     gen = torch.Generator().manual_seed(3)
     parity = make("parity", size=12, ones=[5, 5])
