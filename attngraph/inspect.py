@@ -262,11 +262,9 @@ def _difficulty_picture(model: CompiledModel, dotted: str, label: str, rows, exa
     plt = _plt()
     scope = next(n for n in model.ir.nodes() if n.dotted == dotted)
     x = [r[0] for r in rows]
-    mean = torch.tensor([r[2] for r in rows])
-    sd = torch.tensor([r[3] for r in rows])
+    mean, sd, low, high = torch.tensor([r[2:6] for r in rows]).T  # the CSV's columns
     fig, ax = plt.subplots(figsize=(6.0, 3.4))
-    ax.fill_between(x, [r[4] for r in rows], [r[5] for r in rows], color="#f3d3dc", label="range")
-    low, high = torch.tensor([r[4] for r in rows]), torch.tensor([r[5] for r in rows])
+    ax.fill_between(x, low.tolist(), high.tolist(), color="#f3d3dc", label="range")
     ax.fill_between(x, torch.maximum(mean - sd, low).tolist(), torch.minimum(mean + sd, high).tolist(),
                     color="#e8a0b0", label="± 1 s.d. (within the range)")
     ax.plot(x, mean.tolist(), "k.-", label="mean N")

@@ -36,5 +36,6 @@ def ponder_stack(values: list[torch.Tensor], steps: int) -> torch.Tensor:
 
 
 def one_hot_max(p: torch.Tensor) -> torch.Tensor:
-    """A distribution (B, K) replaced by the one-hot of its most probable entry (a program's hard selection)."""
-    return torch.zeros_like(p).scatter_(1, p.argmax(1, keepdim=True), 1.0)
+    """A distribution (..., K) replaced by the one-hot of its most probable entry (the first of ties), in its
+    dtype: a program's hard selection, an attention's eval_argmax."""
+    return torch.zeros_like(p).scatter_(-1, p.argmax(-1, keepdim=True), 1.0)

@@ -45,6 +45,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..compiler.runtime import one_hot_max
 from ..spec.params import Bool, Choice, Either, Float, Int, Param, RefList
 from .base import Component, ShapeError, VType, component
 
@@ -115,11 +116,6 @@ def _per_head_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
 def _per_head_energy(e: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """torch.matmul(e, v) per head: e a head-major fold (H·B, ..., h), v (H, h) -> (H·B, ...)."""
     return torch.bmm(e.reshape(v.shape[0], -1, e.shape[-1]), v.unsqueeze(-1)).view(e.shape[:-1])
-
-
-def _one_hot_max(weights: torch.Tensor) -> torch.Tensor:
-    """α (..., S) -> one-hot at its most probable position (the first of ties), in α's dtype."""
-    return torch.zeros_like(weights).scatter_(-1, weights.argmax(-1, keepdim=True), 1.0)
 
 
 class _Prep(NamedTuple):
@@ -300,7 +296,7 @@ class Attention(Component):
         q = query if self.heads == 1 else self._fold(F.linear(query, self.q_proj.weight, self.q_proj.bias))
         weights, scores = self._align(self._scores(q, prep, prev, False), q, prep, counter, False)
         if self.eval_argmax and not self.training:
-            weights = _one_hot_max(weights)
+            weights = one_hot_max(weights)
         logp = None
         if self.hard:
             context, logp = self._sample(weights.unsqueeze(1), prep.values)
@@ -323,7 +319,7 @@ class Attention(Component):
         q = query if self.heads == 1 else self._fold(F.linear(query, self.q_proj.weight, self.q_proj.bias))
         weights, scores = self._align(self._scores(q, prep, None, True), q, prep, None, True)
         if self.eval_argmax and not self.training:
-            weights = _one_hot_max(weights)
+            weights = one_hot_max(weights)
         if self.hard:
             context, logp = self._sample(weights, prep.values)
             return context, weights, logp, scores
