@@ -219,7 +219,8 @@ def publish(run: Path, entry_dir: Path, *, say=print, render: bool = True) -> di
                      "best_step": meta["step"], "best_metrics": meta["metrics"],
                      "first_reached": _first_reached(rows, info.get("target") or (
                          vars(cfg.stop) if cfg.stop is not None else None)),
-                     "threads": info.get("threads"), "machine": info.get("machine") or _machine()},
+                     "threads": info.get("threads"), "machine": info.get("machine") or _machine(),
+                     **({"init": meta["init"]} if meta.get("init") else {})},
         "reproduce": info["reproduce"],
         "parameters": sum(p.numel() for p in model.parameters()),
         "attngraph_commit": git_commit(),
@@ -252,6 +253,11 @@ def _update_readme(path: Path, entry: Entry) -> None:
     if t.get("first_reached"):
         fr = t["first_reached"]
         lines.append(f"{fr['metric']} was first {fr['condition']} at step {fr['step']:,} ({fr['sequences']:,} sequences).")
+    init = t.get("init")
+    while init:  # a warm start (train --init): the run began from another run's weights
+        lines.append(f"The run began from the weights of `{init['checkpoint']}` (step {init['step']:,} of an earlier "
+                     f"run, sha256 {init['sha256'][:12]}…); entry.yaml's `reproduce` has every stage's command.")
+        init = init.get("init")
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
     path.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail, encoding="utf-8")

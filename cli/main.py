@@ -273,6 +273,9 @@ def resolve_spec(spec: str) -> tuple[Path, str | None]:
               help="Run directory [default: runs/<spec name>-<YYYYmmdd-HHMMSS>; with --resume the newest one].")
 @click.option("--seed", type=click.IntRange(0), help="Seed, instead of train.seed.")
 @click.option("--resume", is_flag=True, help="Continue from the run directory's checkpoints/last.safetensors.")
+@click.option("--init", "init_from", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="CHECKPOINT",
+              help="Start from the weights of CHECKPOINT (a run's or a gallery entry's .safetensors; same model): a "
+                   "fine-tune or the next stage of a curriculum. The optimiser and the step count start afresh.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--threads", type=click.IntRange(1), help="CPU threads for torch [default: the machine's cores].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no progress messages.")
@@ -281,12 +284,14 @@ def resolve_spec(spec: str) -> tuple[Path, str | None]:
                    "global batch, split evenly).")
 @guarded
 def train(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], out: Path | None, seed: int | None,
-          resume: bool, device: str, threads: int | None, quiet: bool, nproc: int | None) -> None:
+          resume: bool, init_from: Path | None, device: str, threads: int | None, quiet: bool,
+          nproc: int | None) -> None:
     """Train SPEC (a spec file, or the NAME of a gallery model) on its task: section.
 
     Writes a run directory: spec.resolved.yaml, overrides.txt, versions.json, metrics.csv,
     learning_curve.png and checkpoints/{last,best}.safetensors (+ .json). Ctrl-C saves the last
-    checkpoint; --resume continues exactly where it stopped.
+    checkpoint; --resume continues exactly where it stopped. --init starts a new run from another
+    run's weights (recorded in init.json and in the checkpoints).
 
     Exit status: 0 trained (or stop target reached, or interrupted), 1 stopped on a NaN/inf loss or
     unable to train, 2 errors in the spec.
@@ -296,6 +301,7 @@ def train(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], out: 
       attngraph train specs/examples/lstm_copy.yaml --set train.steps=2000
       attngraph train spec.yaml --out runs/try1 --seed 3
       attngraph train spec.yaml --out runs/try1 --resume
+      attngraph train spec.yaml --set train.lr=1e-4 --init runs/try1/checkpoints/best.safetensors
       attngraph train spec.yaml --nproc 2 --out runs/ddp
       torchrun --nproc-per-node 2 -m attngraph train spec.yaml --out runs/ddp
     """
@@ -325,7 +331,8 @@ def train(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], out: 
             sys.exit(1)
     finished = False
     try:
-        done = Trainer(result, out, device=device, quiet=quiet, resume=resume, seed=seed, world=world).run()
+        done = Trainer(result, out, device=device, quiet=quiet, resume=resume, seed=seed, world=world,
+                       init_from=init_from).run()
         finished = True
     except TrainingError as err:
         if world.writer:

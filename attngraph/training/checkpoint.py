@@ -10,6 +10,7 @@ sidecar after the tensors; both record the step, and a checkpoint is valid only 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -142,6 +143,15 @@ def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
     except RuntimeError as err:
         raise CheckpointError(f"{path} does not fit this spec's model: {err}") from err
     return meta
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of the file's bytes (which checkpoint a warm-started run began from)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any], batch_gen: torch.Generator | None) -> None:

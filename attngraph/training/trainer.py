@@ -1,6 +1,11 @@
 """The training loop: seeded batches, gradient noise, clipping, schedules, evaluation, checkpoints, resume and
 stopping.
 
+A run may start from another checkpoint's weights (``init_from=``, ``attngraph train --init``): a fine-tune, or
+the next stage of a curriculum. Only the parameters are taken; the optimiser, the step count and the random
+streams start afresh, and the run records where its weights came from (``init.json``, and ``init`` in every
+checkpoint's metadata, which ``gallery publish`` copies into the entry's results).
+
 On CPU a run interrupted and resumed (``resume=True``) ends with exactly the parameters and metrics of an
 uninterrupted one: the model, the optimiser, torch's and python's RNGs, the batch generator and the running
 train-loss average are all in the checkpoint, and evaluation draws from its own generator, seeded
@@ -10,6 +15,7 @@ train-loss average are all in the checkpoint, and evaluation draws from its own 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 import signal
@@ -26,7 +32,16 @@ from ..api import Spec
 from ..compiler.module import CompiledModel, extra_metric_names
 from ..spec.diagnostics import did_you_mean
 from ..tasks.base import Task
-from .checkpoint import CheckpointError, load_checkpoint, model_tensors, optimizer_join, restore_rng, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    file_sha256,
+    load_checkpoint,
+    load_weights,
+    model_tensors,
+    optimizer_join,
+    restore_rng,
+    save_checkpoint,
+)
 from .config import TrainConfig
 from .distributed import World, init, rank_seed
 from .evaluate import better, evaluate, main_metric, to_device
@@ -66,14 +81,21 @@ class Trainer:
     """Trains ``spec``'s model on its task into the run directory ``out``.
 
     ``train_task``/``eval_task`` default to ``spec.sections["task"].train`` / ``.eval``; ``seed`` overrides
-    ``train.seed``; ``resume`` continues from ``out/checkpoints/last.safetensors``. ``world`` makes this
+    ``train.seed``; ``resume`` continues from ``out/checkpoints/last.safetensors``; ``init_from`` starts a new run
+    from the parameters of that checkpoint (a fine-tune; not with ``resume``). ``world`` makes this
     process one rank of a data-parallel run (see :mod:`attngraph.training.distributed`).
     """
 
     def __init__(self, spec: Spec, out: Path | None = None, *, device: str = "cpu", quiet: bool = False,
                  resume: bool = False, seed: int | None = None, train_task: Task | None = None,
-                 eval_task: Task | None = None, world: World | None = None):
+                 eval_task: Task | None = None, world: World | None = None,
+                 init_from: Path | None = None):
+        if init_from is not None and resume:
+            raise TrainingError("--init starts a new run from a checkpoint's weights and --resume continues a run "
+                                "where it stopped: use one of them")
         self.spec = spec
+        self.init_from = Path(init_from) if init_from is not None else None
+        self.init_info: dict[str, Any] | None = None
         cfg: TrainConfig = spec.sections.get("train") or TrainConfig()
         self.cfg = dataclasses.replace(cfg, seed=seed) if seed is not None else cfg
         section = spec.sections.get("task")
@@ -145,15 +167,31 @@ class Trainer:
         self.last_metrics: dict[str, float] = {}
         self.hash = config_hash(self.spec)
         self.ckpt_dir = self.out / "checkpoints"
+        if self.init_from is not None:
+            self._warm_start()
         if self.resume:
             self._restore()
         elif self.world.writer:
             write_run_files(self.out, self.spec)
+            if self.init_info is not None:
+                (self.out / "init.json").write_text(json.dumps(self.init_info, indent=1) + "\n")
         self.log = MetricsLog(self.out / "metrics.csv", self.metric_names)
         self.events = None
         if self.world.writer:
             self.log.start(keep_until=self.step if self.resume else None)
             self.events = EventLog(self.out, self.log.rows if self.resume else None)
+
+    def _warm_start(self) -> None:
+        """The parameters of checkpoint ``self.init_from``, nothing else; what they came from goes into init_info."""
+        try:
+            meta = load_weights(self.model, self.init_from)
+        except CheckpointError as err:
+            raise TrainingError(f"--init: {err}") from err
+        self.init_info = {"checkpoint": str(self.init_from), "sha256": file_sha256(self.init_from),
+                          "step": meta.get("step"), "config_hash": meta.get("config_hash"), "metrics": meta.get("metrics")}
+        if meta.get("init"):  # a chain of warm starts: keep where the first one began
+            self.init_info["init"] = meta["init"]
+        self.say(f"starting from the weights of {self.init_from} (step {meta.get('step')})")
 
     def _restore(self) -> None:
         path = self.ckpt_dir / "last.safetensors"
@@ -175,6 +213,7 @@ class Trainer:
         self.step, self.sequences, self.seconds = meta["step"], meta["sequences"], meta["seconds"]
         self.skipped, self.best, self.last_metrics = meta["skipped"], meta["best"], meta["metrics"]
         self.best_loss = meta.get("best_loss")
+        self.init_info = meta.get("init")
         self.loss_sum, self.loss_count = meta["loss_sum"], meta["loss_count"]
         if meta.get("config_hash") != self.hash:
             self.say("attngraph: warning: the spec differs from the one the checkpoint was trained with")
@@ -185,7 +224,8 @@ class Trainer:
     def _meta(self) -> dict[str, Any]:
         return {"step": self.step, "sequences": self.sequences, "seconds": self.seconds, "metrics": self.last_metrics,
                 "best": self.best, "best_loss": self.best_loss, "best_metric": self.metric, "skipped": self.skipped,
-                "loss_sum": self.loss_sum, "loss_count": self.loss_count, "seed": self.cfg.seed, "config_hash": self.hash}
+                "loss_sum": self.loss_sum, "loss_count": self.loss_count, "seed": self.cfg.seed, "config_hash": self.hash,
+                **({"init": self.init_info} if self.init_info is not None else {})}
 
     def save(self, name: str) -> Path:
         """Write ``checkpoints/NAME.safetensors`` and ``NAME.json`` for the current state."""
