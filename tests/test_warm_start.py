@@ -9,7 +9,8 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from test_gallery import ENTRY, README, SPEC as GALLERY_SPEC
+from test_gallery import ENTRY, README
+from test_gallery import SPEC as GALLERY_SPEC
 from test_training import TRAIN, final_params, trainer
 from training_helpers import write_spec
 
