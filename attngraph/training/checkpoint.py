@@ -147,11 +147,8 @@ def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
 
 def file_sha256(path: Path) -> str:
     """SHA-256 of the file's bytes (which checkpoint a warm-started run began from)."""
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any], batch_gen: torch.Generator | None) -> None:

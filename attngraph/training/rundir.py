@@ -61,13 +61,16 @@ def versions() -> dict[str, Any]:
             "platform": platform.platform(), "git_commit": git_commit()}
 
 
-def write_run_files(out: Path, spec: Spec) -> None:
-    """Create ``out`` and ``out/checkpoints`` and write spec.resolved.yaml, overrides.txt and versions.json."""
+def write_run_files(out: Path, spec: Spec, init: dict[str, Any] | None = None) -> None:
+    """Create ``out`` and ``out/checkpoints`` and write spec.resolved.yaml, overrides.txt and versions.json;
+    for a warm start (``train --init``) also init.json, where its weights came from."""
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     (out / "spec.resolved.yaml").write_text(yaml.safe_dump(resolved(spec), sort_keys=False, default_flow_style=None,
                                                            width=100))
     (out / "overrides.txt").write_text("".join(f"{o}\n" for o in spec.overrides))
     (out / "versions.json").write_text(json.dumps(versions(), indent=1) + "\n")
+    if init is not None:
+        (out / "init.json").write_text(json.dumps(init, indent=1) + "\n")
 
 
 class MetricsLog:

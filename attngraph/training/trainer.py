@@ -15,7 +15,6 @@ train-loss average are all in the checkpoint, and evaluation draws from its own 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 import signal
@@ -172,9 +171,7 @@ class Trainer:
         if self.resume:
             self._restore()
         elif self.world.writer:
-            write_run_files(self.out, self.spec)
-            if self.init_info is not None:
-                (self.out / "init.json").write_text(json.dumps(self.init_info, indent=1) + "\n")
+            write_run_files(self.out, self.spec, self.init_info)
         self.log = MetricsLog(self.out / "metrics.csv", self.metric_names)
         self.events = None
         if self.world.writer:
