@@ -285,3 +285,21 @@ def test_evaluation_means_leave_out_batches_that_cannot_measure_a_metric():
     assert got["acc"] == pytest.approx(0.5)  # (0.5 + 1.0 + 0.0) / 3
     assert got["acc_long"] == pytest.approx(0.5)  # (0.25 + 0.75) / 2
     assert got["never"] != got["never"]  # NaN
+
+
+def test_eval_batch_sets_the_evaluation_batch_apart_from_the_training_batch(tmp_path):
+    """train.eval_batch: a run trained one sequence at a time evaluates 8 sequences per batch; its logged
+    metrics equal evaluate() at batch 8 on the final weights, and differ from evaluate() at the training batch."""
+    from attngraph.training.evaluate import evaluate
+
+    train = "  batch: 1\n  steps: 4\n  lr: 0.05\n  checkpoint_every: 4\n  eval_every: 4\n  eval_batches: 2\n"
+    run = trainer(tmp_path, "run", train=train + "  eval_batch: 8\n")
+    run.run()
+    logged = {k[len("eval_"):]: float(v) for k, v in eval_rows(tmp_path / "run")[-1].items() if k.startswith("eval_")}
+
+    def at(batch):
+        return evaluate(run.model, run.eval_task, batch, 2, torch.Generator().manual_seed(run.cfg.seed + 1))
+
+    assert logged == pytest.approx(at(8))
+    assert logged["loss"] != pytest.approx(at(1)["loss"])
+    assert trainer(tmp_path, "default", train=train).eval_batch == 1

@@ -12,6 +12,8 @@ Validated like every other section (located errors, did-you-mean) into a frozen 
       clip_norm: 10
       gradient_noise: 0.01      # Neelakantan et al. 2015: N(0, η / (1 + t)^0.55) added to every gradient
       schedule: {kind: cosine, warmup: 100}
+      eval_batches: 16          # each evaluation: 16 batches ...
+      eval_batch: 64            # ... of 64 sequences (default: the training batch)
       stop: {metric: bits_per_seq, below: 0.1}
       curriculum: {param: length, start: [1, 5], end: [1, 20], steps: 10000}
 """
@@ -122,6 +124,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     eval_every: int = 200
     eval_batches: int = 4
+    eval_batch: int | None = None  # sequences per evaluation batch; None: the training batch
     stop: Stop | None = None
     curriculum: Curriculum | None = None
     nan: str = "stop"
@@ -151,6 +154,8 @@ SCHEMA: dict[str, Param] = {
     "checkpoint_every": Param(Int(1), _D.checkpoint_every, "steps between checkpoints/last.safetensors"),
     "eval_every": Param(Int(1), _D.eval_every, "steps between evaluations"),
     "eval_batches": Param(Int(1), _D.eval_batches, "batches of the eval task per evaluation"),
+    "eval_batch": Param(Int(1), None, "sequences per evaluation batch, default the training batch: a model "
+                        "trained one sequence at a time can be evaluated on many sequences at once"),
     "stop": Param(Str(), None, "{metric: NAME, below: X} or {metric: NAME, above: X}"),
     "curriculum": Param(Str(), None, "{param: NAME, start: V, end: V, steps: N}"),
     "nan": Param(Choice("stop", "skip"), _D.nan, "on a NaN/inf loss: stop, or skip the update"),

@@ -106,6 +106,10 @@ class Trainer:
         if self.cfg.batch % self.world.size:
             raise TrainingError(f"train.batch = {self.cfg.batch} does not split evenly over {self.world.size} processes "
                                 f"(use a multiple of {self.world.size})")
+        self.eval_batch = self.cfg.eval_batch or self.cfg.batch
+        if self.eval_batch % self.world.size:
+            raise TrainingError(f"train.eval_batch = {self.eval_batch} does not split evenly over {self.world.size} "
+                                f"processes (use a multiple of {self.world.size})")
         self.local_batch = self.cfg.batch // self.world.size
         self.device = init(self.world, device)  # joins the process group when distributed
         if out is None:  # every rank must agree on the directory: rank 0's clock names it
@@ -360,7 +364,7 @@ class Trainer:
         """Evaluate, log a metrics.csv row, save best, redraw the curve; True if the stop target is reached."""
         cfg = self.cfg
         gen = torch.Generator().manual_seed(cfg.seed + 1)
-        self.last_metrics = evaluate(self.model, self.eval_task, cfg.batch, cfg.eval_batches, gen, self.device,
+        self.last_metrics = evaluate(self.model, self.eval_task, self.eval_batch, cfg.eval_batches, gen, self.device,
                                      self.eval_forward, self.world)
         train_loss = self.loss_sum / self.loss_count if self.loss_count else math.nan
         self.loss_sum, self.loss_count = 0.0, 0
