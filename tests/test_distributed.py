@@ -131,3 +131,11 @@ def test_global_batch_must_split_evenly(tmp_path):
     spec.write_text(SPEC.replace("batch: 8", "batch: 7"))
     with pytest.raises(TrainingError, match=r"train.batch = 7 does not split evenly over 2 processes \(use a multiple of 2\)"):
         Trainer(attngraph.load(spec), tmp_path / "run", world=World(rank=0, size=2))
+
+
+def test_eval_batch_must_split_evenly(tmp_path):
+    spec = tmp_path / "odd.yaml"
+    spec.write_text(SPEC.replace("batch: 8", "batch: 8, eval_batch: 5"))
+    with pytest.raises(TrainingError,
+                       match=r"train.eval_batch = 5 does not split evenly over 2 processes \(use a multiple of 2\)"):
+        Trainer(attngraph.load(spec), tmp_path / "run", world=World(rank=0, size=2))

@@ -103,13 +103,11 @@ class Trainer:
         self.train_task = train_task or section.train
         self.eval_task = eval_task or (section.eval if section is not None and train_task is None else self.train_task)
         self.world = world or World()
-        if self.cfg.batch % self.world.size:
-            raise TrainingError(f"train.batch = {self.cfg.batch} does not split evenly over {self.world.size} processes "
-                                f"(use a multiple of {self.world.size})")
         self.eval_batch = self.cfg.eval_batch or self.cfg.batch
-        if self.eval_batch % self.world.size:
-            raise TrainingError(f"train.eval_batch = {self.eval_batch} does not split evenly over {self.world.size} "
-                                f"processes (use a multiple of {self.world.size})")
+        for key, size in (("batch", self.cfg.batch), ("eval_batch", self.eval_batch)):  # each rank takes an equal share
+            if size % self.world.size:
+                raise TrainingError(f"train.{key} = {size} does not split evenly over {self.world.size} processes "
+                                    f"(use a multiple of {self.world.size})")
         self.local_batch = self.cfg.batch // self.world.size
         self.device = init(self.world, device)  # joins the process group when distributed
         if out is None:  # every rank must agree on the directory: rank 0's clock names it
