@@ -333,3 +333,35 @@ def test_prior_must_lie_strictly_between_0_and_1(tmp_path):
     for value in ("0", "0.0"):  # the range says 0 is left out
         assert check_errors(tmp_path, prior=value) == [
             f"{{file}}:15:16: model.seq.body.ponder.prior: {value} is out of range: expected a number in (0.0, 1.0]"]
+
+
+def test_an_evaluation_that_samples_repeats_exactly_and_leaves_the_global_rng_as_it_was(tmp_path):
+    """``evaluate`` seeds the halting steps PonderNet samples from its data generator's seed: the same seed
+    gives the same numbers whatever the global generator holds (``attngraph eval`` and a gallery entry's
+    re-check repeat), another seed other numbers, and the caller's global state is given back (an evaluation
+    in the middle of training leaves the training run's random stream as it was)."""
+    from test_ntm_tasks import make
+
+    from attngraph.training.evaluate import evaluate
+
+    model = build(tmp_path).float()
+    task = make("parity", size=D)
+
+    def run(seed):
+        return evaluate(model, task, 64, 2, torch.Generator().manual_seed(seed))
+
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    first = run(7)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    torch.manual_seed(456)  # another global state: the same numbers
+    assert run(7) == first
+    assert run(8)["mean_ponder"] != first["mean_ponder"]
+    # the premise: the model does sample (a forward under another global seed halts at other steps)
+    x = task.sample(64, torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        torch.manual_seed(0)
+        a = model.eval()(x)["ponder:seq.ponder"]
+        torch.manual_seed(1)
+        b = model(x)["ponder:seq.ponder"]
+    assert not torch.equal(a, b)

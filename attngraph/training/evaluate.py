@@ -43,27 +43,33 @@ def evaluate(model: torch.nn.Module, task: Task, batch: int, batches: int, gen: 
     model.eval()
     sums: dict[str, float] = {name: 0.0 for name in all_names}
     counts: dict[str, float] = {name: 0.0 for name in names}  # the batches x ranks that measured each metric
-    try:
-        for _ in range(batches):
-            data = task.sample(batch, gen)
-            data = to_device(shard(data, world) if world.distributed else data, device)
-            outputs = forward(data)
-            terms = model.loss_terms(outputs, data)
-            if beam is not None:  # generate() never reads the targets the batch holds
-                outputs = {**outputs, **model.generate(data, beam=beam)}
-            metrics = {**task.metrics(outputs, data), **model.extra_metrics(outputs, data)}
-            keys = list(terms)
-            values = [float(metrics[n]) for n in names]
-            local = torch.tensor([float(terms[k][0]) for k in keys] + [float(terms[k][1]) for k in keys]
-                                 + [0.0 if math.isnan(v) else v for v in values]
-                                 + [float(not math.isnan(v)) for v in values], dtype=torch.float64)
-            total = world.sum(local.to(device)).cpu() if world.distributed else local
-            sums["loss"] += float(model.combine_terms({k: (total[i], total[len(keys) + i]) for i, k in enumerate(keys)}))
-            for j, name in enumerate(names):
-                sums[name] += float(total[2 * len(keys) + j])
-                counts[name] += float(total[2 * len(keys) + len(names) + j])
-    finally:
-        model.train(was_training)
+    dev = torch.device(device)
+    # What the model draws itself (PonderNet's sampled halting step) comes from torch's global generator:
+    # seed it from ``gen`` so that an evaluation repeats exactly, and give the caller's state back after,
+    # so that an evaluation in the middle of training leaves the training run's random stream as it was.
+    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
+        torch.manual_seed(gen.initial_seed())
+        try:
+            for _ in range(batches):
+                data = task.sample(batch, gen)
+                data = to_device(shard(data, world) if world.distributed else data, device)
+                outputs = forward(data)
+                terms = model.loss_terms(outputs, data)
+                if beam is not None:  # generate() never reads the targets the batch holds
+                    outputs = {**outputs, **model.generate(data, beam=beam)}
+                metrics = {**task.metrics(outputs, data), **model.extra_metrics(outputs, data)}
+                keys = list(terms)
+                values = [float(metrics[n]) for n in names]
+                local = torch.tensor([float(terms[k][0]) for k in keys] + [float(terms[k][1]) for k in keys]
+                                     + [0.0 if math.isnan(v) else v for v in values]
+                                     + [float(not math.isnan(v)) for v in values], dtype=torch.float64)
+                total = world.sum(local.to(device)).cpu() if world.distributed else local
+                sums["loss"] += float(model.combine_terms({k: (total[i], total[len(keys) + i]) for i, k in enumerate(keys)}))
+                for j, name in enumerate(names):
+                    sums[name] += float(total[2 * len(keys) + j])
+                    counts[name] += float(total[2 * len(keys) + len(names) + j])
+        finally:
+            model.train(was_training)
     return {n: sums[n] / batches if n == "loss" else sums[n] / counts[n] if counts[n] else math.nan
             for n in all_names}
 
