@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .compiler.module import CompiledModel
+from .training.evaluate import seeded_sampling
 
 GRID = re.compile(r"grid(\d+)x(\d+)")  # the time axis of a conv_encoder's grid of annotation vectors
 
@@ -231,7 +232,7 @@ def ponder_by_difficulty(model: CompiledModel, task, out: Path, seed: int, examp
     level, steps = [], {dotted: [] for dotted in model.ir.ponders}
     model.eval()
     label = ""
-    with torch.no_grad():
+    with torch.no_grad(), seeded_sampling(seed):
         for start in range(0, examples, batch):
             data = task.sample(min(batch, examples - start), gen)
             outputs = model({k: v for k, v in data.items() if k in keys})

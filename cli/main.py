@@ -556,11 +556,14 @@ def inspect_cmd(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...],
 
     from attngraph.inspect import inspect as draw
     from attngraph.inspect import ponder_by_difficulty
+    from attngraph.training.evaluate import seeded_sampling
 
     model, result = _trained_model(spec, overrides, imports, checkpoint)
     task = result.sections["task"].eval
     batch = task.sample(1, torch.Generator().manual_seed(seed))
-    for path in draw(model, batch, out, task):
+    with seeded_sampling(seed):  # what the model samples itself (PonderNet's halting step) repeats too
+        paths = draw(model, batch, out, task)
+    for path in paths:
         click.echo(f"wrote {path}")
     for path in ponder_by_difficulty(model, task, out, seed=seed + 1, examples=examples):
         click.echo(f"wrote {path}")

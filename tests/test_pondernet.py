@@ -365,3 +365,26 @@ def test_an_evaluation_that_samples_repeats_exactly_and_leaves_the_global_rng_as
         torch.manual_seed(1)
         b = model(x)["ponder:seq.ponder"]
     assert not torch.equal(a, b)
+
+
+def test_an_inspection_repeats_whatever_the_global_generator_holds(tmp_path):
+    """``ponder_by_difficulty`` samples PonderNet's halting steps from its own seed (and gives the global state
+    back), so the same seed draws the same picture and CSV."""
+    from test_ntm_tasks import make
+
+    from attngraph.inspect import ponder_by_difficulty
+
+    model, task = build(tmp_path).float(), make("parity", size=D)
+
+    def table(seed, folder):
+        written = ponder_by_difficulty(model, task, tmp_path / folder, seed=seed, examples=256)
+        return next(p for p in written if p.suffix == ".csv").read_text()
+
+    tables = []
+    for glob in (0, 1):
+        torch.manual_seed(glob)
+        state = torch.random.get_rng_state()
+        tables.append(table(5, f"out{glob}"))
+        assert torch.equal(torch.random.get_rng_state(), state)
+    assert tables[0] == tables[1]
+    assert table(6, "other") != tables[0]

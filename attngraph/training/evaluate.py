@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -17,6 +19,20 @@ def shard(batch: dict[str, torch.Tensor], world: World) -> dict[str, torch.Tenso
     """This rank's equal share of a batch's examples (rows ``rank·n .. (rank+1)·n``)."""
     n = next(iter(batch.values())).shape[0] // world.size
     return {k: v[world.rank * n:(world.rank + 1) * n] for k, v in batch.items()}
+
+
+@contextmanager
+def seeded_sampling(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run the block with torch's global generator seeded by ``seed``, then give the caller's state back.
+
+    What a model draws itself outside training (PonderNet's sampled halting step) comes from that generator:
+    seeded, an evaluation or an inspection repeats exactly; given back, one in the middle of training leaves
+    the training run's random stream as it was."""
+    dev = torch.device(device)
+    cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
 
 
 @torch.no_grad()
@@ -43,12 +59,7 @@ def evaluate(model: torch.nn.Module, task: Task, batch: int, batches: int, gen: 
     model.eval()
     sums: dict[str, float] = {name: 0.0 for name in all_names}
     counts: dict[str, float] = {name: 0.0 for name in names}  # the batches x ranks that measured each metric
-    dev = torch.device(device)
-    # What the model draws itself (PonderNet's sampled halting step) comes from torch's global generator:
-    # seed it from ``gen`` so that an evaluation repeats exactly, and give the caller's state back after,
-    # so that an evaluation in the middle of training leaves the training run's random stream as it was.
-    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
-        torch.manual_seed(gen.initial_seed())
+    with seeded_sampling(gen.initial_seed(), device):  # the model's own draws repeat, training's stream is kept
         try:
             for _ in range(batches):
                 data = task.sample(batch, gen)
