@@ -43,13 +43,29 @@ def guarded(fn: Callable) -> Callable:
 
 
 def spec_options(fn: Callable) -> Callable:
-    """``SPEC`` plus ``--set KEY=VALUE`` (repeatable) and ``--import MODULE`` (repeatable)."""
+    """``SPEC`` (a spec file or the NAME of a gallery entry) plus ``--set KEY=VALUE`` (repeatable) and
+    ``--import MODULE`` (repeatable)."""
     fn = click.option("--import", "imports", multiple=True, metavar="MODULE",
                       help="Import a Python module that registers extra components (repeatable).")(fn)
     fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                       help="Override a value, e.g. --set model.ctrl.size=256 or --set model.ctrl.in[1]=x "
                            "(repeatable; an unknown key is an error).")(fn)
-    return click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))(fn)
+    return click.argument("spec", callback=_spec_path)(fn)
+
+
+def gallery_spec(spec: str) -> Path | None:
+    """gallery/SPEC/spec.yaml when SPEC is a bare name (no '/') of a gallery entry, else None."""
+    from attngraph.gallery import gallery_root
+
+    candidate = gallery_root() / spec / "spec.yaml"
+    return candidate if "/" not in spec and candidate.is_file() else None
+
+
+def _spec_path(ctx: click.Context, param: click.Parameter, value: str) -> Path:
+    """SPEC as given when it exists (or names no gallery entry: reading it reports the missing file where it
+    is), else the spec of the gallery entry it names."""
+    path = Path(value)
+    return path if path.exists() else gallery_spec(value) or path
 
 
 def load_or_exit(spec: Path, overrides: tuple[str, ...], imports: tuple[str, ...], show_warnings: bool = True):
@@ -90,7 +106,8 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing when the spec is valid.")
 @guarded
 def check(spec: Path, overrides: tuple[str, ...], imports: tuple[str, ...], quiet: bool) -> None:
-    """Validate SPEC: every error at once, as FILE:LINE:COL: key.path: message (hint).
+    """Validate SPEC (a spec file, or the NAME of a gallery model): every error at once, as
+    FILE:LINE:COL: key.path: message (hint).
 
     Exit status: 0 valid (warnings allowed), 2 errors in the spec.
 
@@ -98,6 +115,7 @@ def check(spec: Path, overrides: tuple[str, ...], imports: tuple[str, ...], quie
     Examples:
       attngraph check spec.yaml
       attngraph check spec.yaml --set model.ctrl.size=256
+      attngraph check act-logic-5
     """
     result = load_or_exit(spec, overrides, imports)
     if not quiet:
@@ -113,9 +131,12 @@ def check(spec: Path, overrides: tuple[str, ...], imports: tuple[str, ...], quie
 def show(spec: Path, overrides: tuple[str, ...], imports: tuple[str, ...]) -> None:
     """Print SPEC as attngraph resolved it: includes expanded, overrides applied, all defaults filled in.
 
+    SPEC is a spec file, or the NAME of a gallery model.
+
     \b
-    Example:
+    Examples:
       attngraph show spec.yaml --set model.ctrl.layers=2
+      attngraph show ntm-copy
     """
     import yaml
 
@@ -190,9 +211,12 @@ def summary(spec: Path, overrides: tuple[str, ...], imports: tuple[str, ...]) ->
     Shapes: 9 is a (B, 9) vector per example, seq[x]×9 a (B, T, 9) sequence on x's time axis,
     index<100> token indices below 100.
 
+    SPEC is a spec file, or the NAME of a gallery model.
+
     \b
-    Example:
+    Examples:
       attngraph summary spec.yaml
+      attngraph summary ntm-copy
     """
     import attngraph
     from attngraph.summary import format_table
@@ -215,10 +239,13 @@ def render(spec: Path, overrides: tuple[str, ...], imports: tuple[str, ...], out
     labelled t−1, and edges labelled with their inferred sizes. Without Graphviz's `dot` program the
     .dot source is still written and the exit status is 1.
 
+    SPEC is a spec file, or the NAME of a gallery model.
+
     \b
     Examples:
       attngraph render spec.yaml -o model.svg
       attngraph render spec.yaml -o model.png --rankdir TB
+      attngraph render ntm-act-copy -o ntm-act-copy.svg
     """
     from attngraph.render import DotNotFound
     from attngraph.render import render as draw
@@ -254,14 +281,13 @@ def resolve_spec(spec: str) -> tuple[Path, str | None]:
     """SPEC as given when it is a file, else gallery/SPEC/spec.yaml (returns the path and the gallery name)."""
     from attngraph.gallery import gallery_root
 
-    root = gallery_root()
     path = Path(spec)
     if path.is_file():
         return path, None
-    candidate = root / spec / "spec.yaml"
-    if "/" not in spec and candidate.is_file():
+    candidate = gallery_spec(spec)
+    if candidate is not None:
         return candidate, spec
-    known = sorted(p.parent.name for p in root.glob("*/spec.yaml"))
+    known = sorted(p.parent.name for p in gallery_root().glob("*/spec.yaml"))
     click.echo(f"attngraph: '{spec}' is neither a spec file nor a gallery model "
                f"(gallery: {', '.join(known) if known else 'none yet'})", err=True)
     sys.exit(EXIT_SPEC_ERROR)

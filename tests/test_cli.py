@@ -119,6 +119,33 @@ def test_render_dot_suffix(tmp_path):
     assert "rankdir=TB" in (tmp_path / "m.dot").read_text().replace(" ", "").replace('"', "")
 
 
+def test_spec_verbs_take_a_gallery_name_and_a_file_of_that_name_wins(tmp_path, monkeypatch):
+    """check, show, summary and render read gallery/NAME/spec.yaml for a bare NAME, as train and eval do; a file
+    or folder of that name in the working directory is read instead, and an unknown bare name stays a located
+    missing-file error."""
+    entry = tmp_path / "gallery" / "toy"
+    entry.mkdir(parents=True)
+    spec = entry / "spec.yaml"
+    spec.write_text((EXAMPLES / "lstm_seq.yaml").read_text())
+    monkeypatch.setenv("ATTNGRAPH_GALLERY", str(tmp_path / "gallery"))
+    monkeypatch.chdir(tmp_path)
+    checked = run("check", "toy")
+    assert checked.exit_code == 0 and checked.output.strip() == f"{spec}: ok (2 nodes)"
+    for verb in ("show", "summary"):
+        by_name, by_path = run(verb, "toy"), run(verb, spec)
+        assert by_name.exit_code == 0 and by_name.output == by_path.output
+    assert run("render", "toy", "-o", "by_name.dot").exit_code == 0
+    assert run("render", spec, "-o", "by_path.dot").exit_code == 0
+    assert Path("by_name.dot").read_text() == Path("by_path.dot").read_text()
+
+    Path("toy").write_text("attngraph: 1\ninputs: {x: {size: 3}}\nmodel:\n  a: {kind: linaer, size: 2, in: x}\n"
+                           "outputs: {y: {from: a}}\n")
+    local = run("check", "toy")  # the file in the working directory, not the entry
+    assert local.exit_code == 2 and "toy:4:13: model.a.kind: unknown kind 'linaer'" in local.output
+    missing = run("check", "nope")
+    assert missing.exit_code == 2 and "nope: cannot read the file: No such file or directory" in missing.output
+
+
 def test_every_verb_has_help_with_examples():
     for verb in ("check", "show", "list", "schema", "summary", "render"):
         text = run(verb, "--help").output
