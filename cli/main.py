@@ -62,10 +62,10 @@ def gallery_spec(spec: str) -> Path | None:
 
 
 def _spec_path(ctx: click.Context, param: click.Parameter, value: str) -> Path:
-    """SPEC as given when it exists (or names no gallery entry: reading it reports the missing file where it
-    is), else the spec of the gallery entry it names."""
+    """SPEC as given when it is a file (or names no gallery entry: reading it then reports what is wrong with the
+    path), else the spec of the gallery entry it names, as :func:`resolve_spec` reads it."""
     path = Path(value)
-    return path if path.exists() else gallery_spec(value) or path
+    return path if path.is_file() else gallery_spec(value) or path
 
 
 def load_or_exit(spec: Path, overrides: tuple[str, ...], imports: tuple[str, ...], show_warnings: bool = True):

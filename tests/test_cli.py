@@ -121,8 +121,8 @@ def test_render_dot_suffix(tmp_path):
 
 def test_spec_verbs_take_a_gallery_name_and_a_file_of_that_name_wins(tmp_path, monkeypatch):
     """check, show, summary and render read gallery/NAME/spec.yaml for a bare NAME, as train and eval do; a file
-    or folder of that name in the working directory is read instead, and an unknown bare name stays a located
-    missing-file error."""
+    of that name in the working directory is read instead, and an unknown bare name stays a located missing-file
+    error."""
     entry = tmp_path / "gallery" / "toy"
     entry.mkdir(parents=True)
     spec = entry / "spec.yaml"
@@ -142,6 +142,9 @@ def test_spec_verbs_take_a_gallery_name_and_a_file_of_that_name_wins(tmp_path, m
                            "outputs: {y: {from: a}}\n")
     local = run("check", "toy")  # the file in the working directory, not the entry
     assert local.exit_code == 2 and "toy:4:13: model.a.kind: unknown kind 'linaer'" in local.output
+    Path("toy").unlink()
+    Path("toy").mkdir()  # a folder of that name (the working directory is gallery/): the entry is read
+    assert run("check", "toy").output.strip() == f"{spec}: ok (2 nodes)"
     missing = run("check", "nope")
     assert missing.exit_code == 2 and "nope: cannot read the file: No such file or directory" in missing.output
 
