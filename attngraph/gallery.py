@@ -168,7 +168,28 @@ def _first_reached(rows: list[dict[str, str]], target: dict[str, Any] | None) ->
 
 
 def publish(run: Path, entry_dir: Path, *, say=print, render: bool = True) -> dict[str, Any]:
-    """Make ``entry_dir`` (holding spec.yaml and entry.yaml) the gallery entry of training run ``run``."""
+    """Make ``entry_dir`` (holding spec.yaml and entry.yaml) the gallery entry of training run ``run``.
+
+    The new entry is built in a copy beside it and swapped in only once complete: a publish that fails at any
+    point (a missing learning curve, an evaluation error, a full disk) leaves the entry as it was."""
+    from .training.atomic import staging_copy, swap_in
+
+    run, final_dir = Path(run), Path(entry_dir)
+    for name in ("metrics.csv", "learning_curve.png"):
+        if not (run / name).is_file():
+            raise GalleryError(f"{run} has no {name}: nothing was published (is it a finished training run?)")
+    entry_dir = staging_copy(final_dir)
+    try:
+        results = _publish_into(run, entry_dir, final_dir.name, say=say, render=render)
+        swap_in(entry_dir, final_dir)
+    except BaseException:
+        shutil.rmtree(entry_dir, ignore_errors=True)
+        raise
+    return results
+
+
+def _publish_into(run: Path, entry_dir: Path, name: str, *, say, render: bool) -> dict[str, Any]:
+    """Write the entry of ``run`` into ``entry_dir`` (a staging copy of the entry called ``name``)."""
     import csv
 
     import torch
@@ -179,7 +200,6 @@ def publish(run: Path, entry_dir: Path, *, say=print, render: bool = True) -> di
     from .training.evaluate import evaluate
     from .training.rundir import config_hash, git_commit
 
-    run, entry_dir = Path(run), Path(entry_dir)
     info = _read_entry_yaml(entry_dir)
     spec_path = entry_dir / "spec.yaml"
     spec = api.load(spec_path)
@@ -209,7 +229,7 @@ def publish(run: Path, entry_dir: Path, *, say=print, render: bool = True) -> di
         rows = list(csv.DictReader(f))
     task = spec.sections["task"].train
     results = {
-        "name": entry_dir.name, "title": info["title"], "task": task.name,
+        "name": name, "title": info["title"], "task": task.name,
         "metric": info.get("metric") or info["paper"].get("metric") or "loss",
         "paper": info["paper"], "ours": ours,
         "evaluation": {"seed": seed, "batches": batches, "batch": size, "sequences": batches * size,
@@ -226,7 +246,7 @@ def publish(run: Path, entry_dir: Path, *, say=print, render: bool = True) -> di
         "attngraph_commit": git_commit(),
     }
     (entry_dir / RESULTS).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    _update_readme(entry_dir / "README.md", Entry(entry_dir.name, entry_dir, results))
+    _update_readme(entry_dir / "README.md", Entry(name, entry_dir, results))
     return results
 
 

@@ -274,7 +274,8 @@ def named_spec_options(fn: Callable) -> Callable:
 
 checkpoint_option = click.option(
     "--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
-    help="Weights [default for a gallery NAME: gallery/NAME/checkpoint.safetensors].")
+    help="Weights [default for a gallery NAME: gallery/NAME/checkpoint.safetensors; for a run directory: its "
+         "checkpoints/best.safetensors].")
 
 
 def resolve_spec(spec: str) -> tuple[Path, str | None]:
@@ -296,31 +297,44 @@ def resolve_spec(spec: str) -> tuple[Path, str | None]:
 @main.command()
 @named_spec_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory [default: runs/<spec name>-<YYYYmmdd-HHMMSS>; with --resume the newest one].")
+              help="Run directory [default: runs/<spec name>-<YYYYmmdd-HHMMSS>; with --resume the newest run of "
+                   "exactly this spec]. It must be empty unless --resume or --overwrite.")
 @click.option("--seed", type=click.IntRange(0), help="Seed, instead of train.seed.")
-@click.option("--resume", is_flag=True, help="Continue from the run directory's checkpoints/last.safetensors.")
+@click.option("--resume", is_flag=True, help="Continue from the run directory's checkpoints/last.safetensors (a run "
+              "of the same spec; train.steps and other run-length settings may change).")
+@click.option("--overwrite", is_flag=True, help="Start afresh in a --out that holds an earlier run, deleting it.")
+@click.option("--allow-spec-change", is_flag=True, help="With --resume: continue a run trained from another spec.")
 @click.option("--init", "init_from", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="CHECKPOINT",
               help="Start from the weights of CHECKPOINT (a run's or a gallery entry's .safetensors; same model): a "
                    "fine-tune or the next stage of a curriculum. The optimiser and the step count start afresh.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--threads", type=click.IntRange(1), help="CPU threads for torch [default: the machine's cores].")
+@click.option("--threads", type=click.IntRange(1), help="CPU threads for torch [default: 1, which measured as fast "
+              "as 2 or faster for the gallery's models on an idle machine and far faster on a busy one; see "
+              "benchmarks/threads.py].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no progress messages.")
+@click.option("--progress-every", type=click.FloatRange(0.1), default=10.0, show_default=True, metavar="SECONDS",
+              help="Where no bar can be drawn (a pipe, a log file, a terminal without a width): a progress line "
+                   "this often.")
 @click.option("--nproc", type=click.IntRange(1), metavar="N",
               help="Data-parallel training in N processes on this machine (starts torchrun; train.batch is the "
                    "global batch, split evenly).")
 @guarded
 def train(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], out: Path | None, seed: int | None,
-          resume: bool, init_from: Path | None, device: str, threads: int | None, quiet: bool,
-          nproc: int | None) -> None:
+          resume: bool, overwrite: bool, allow_spec_change: bool, init_from: Path | None, device: str,
+          threads: int | None, quiet: bool, progress_every: float, nproc: int | None) -> None:
     """Train SPEC (a spec file, or the NAME of a gallery model) on its task: section.
 
-    Writes a run directory: spec.resolved.yaml, overrides.txt, versions.json, metrics.csv,
-    learning_curve.png and checkpoints/{last,best}.safetensors (+ .json). Ctrl-C saves the last
-    checkpoint; --resume continues exactly where it stopped. --init starts a new run from another
-    run's weights (recorded in init.json and in the checkpoints).
+    Writes a run directory: spec.resolved.yaml (every default filled in), overrides.txt,
+    versions.json, run.json (command line, seed, threads, git commit and whether the tree was
+    dirty), metrics.csv (one row per evaluation), train_loss.csv (every train.log_every steps),
+    learning_curve.png, tensorboard/ and checkpoints/{last,best}.safetensors (each one file, replaced
+    atomically). One process at a time per run directory. Ctrl-C or SIGTERM saves the last
+    checkpoint after the current step (a second one sooner) and stops; --resume continues exactly
+    where it stopped. --init starts a new run from another run's weights (recorded in init.json and
+    in the checkpoints). Torch uses 1 thread unless --threads (measured: see README, "Threads").
 
-    Exit status: 0 trained (or stop target reached, or interrupted), 1 stopped on a NaN/inf loss or
-    unable to train, 2 errors in the spec.
+    Exit status: 0 trained (or stop target reached), 1 stopped on a non-finite loss, gradient or
+    parameter, or unable to train, 2 errors in the spec, 130/143 stopped by SIGINT/SIGTERM (saved).
 
     \b
     Examples:
@@ -331,7 +345,6 @@ def train(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], out: 
       attngraph train spec.yaml --nproc 2 --out runs/ddp
       torchrun --nproc-per-node 2 -m attngraph train spec.yaml --out runs/ddp
     """
-    import os
 
     import torch
 
@@ -344,21 +357,21 @@ def train(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], out: 
         sys.exit(_launch(nproc))
     path, _ = resolve_spec(spec)
     result = load_or_exit(path, overrides, imports, show_warnings=world.writer)
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))  # processes sharing this machine's cores
-    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local))
+    torch.set_num_threads(threads or 1)
     if device == "cuda" and not torch.cuda.is_available():
         click.echo("attngraph: --device cuda, but torch sees no CUDA device", err=True)
         sys.exit(1)
     if resume and out is None:
         out = latest_run_dir(result)
         if out is None:
-            click.echo(f"attngraph: --resume: no run of '{result.name}' under runs/ has a checkpoint; name it with --out",
-                       err=True)
+            click.echo(f"attngraph: --resume: no run of exactly this spec ('{result.name}') under runs/ has a checkpoint; "
+                       "name the run with --out", err=True)
             sys.exit(1)
     finished = False
     try:
         done = Trainer(result, out, device=device, quiet=quiet, resume=resume, seed=seed, world=world,
-                       init_from=init_from).run()
+                       init_from=init_from, overwrite=overwrite, allow_spec_change=allow_spec_change,
+                       progress_every=progress_every).run()
         finished = True
     except TrainingError as err:
         if world.writer:
@@ -367,12 +380,11 @@ def train(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], out: 
     finally:
         shutdown(world, together=finished)
     if not world.writer:
-        sys.exit(0 if done.ok else 1)
+        sys.exit(done.exit_code)
     click.echo(done.message, err=not done.ok)
     if done.metrics:
         click.echo("  " + ", ".join(f"{k} {v:.4g}" for k, v in done.metrics.items()))
-    if not done.ok:
-        sys.exit(1)
+    sys.exit(done.exit_code)
 
 
 def _launch(nproc: int) -> int:
@@ -409,6 +421,9 @@ def evaluate(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], ch
              seed: int | None, batches: int | None, batch_size: int | None, beam: int | None, as_json: bool) -> None:
     """Evaluate a trained model on freshly generated data of SPEC's evaluation task.
 
+    SPEC is a spec file, a gallery NAME, or a run directory (its spec.resolved.yaml, and by default
+    its best checkpoint).
+
     The data is drawn with a seed other than training's (train.seed + 1000 unless --seed), so the
     numbers are on sequences the model has not seen.
 
@@ -417,6 +432,7 @@ def evaluate(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], ch
       attngraph eval specs/examples/lstm_copy.yaml --checkpoint runs/try1/checkpoints/best.safetensors
       attngraph eval spec.yaml --checkpoint runs/try1/checkpoints/best.safetensors --json
       attngraph eval attention-dates-bahdanau --beam 5 --json
+      attngraph eval runs/try1 --json
     """
     import torch
 
@@ -565,6 +581,9 @@ def inspect_cmd(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...],
                 out: Path, examples: int) -> None:
     """Draw what a trained model did on one generated example of its evaluation task.
 
+    SPEC is a spec file, a gallery NAME, or a run directory (its spec.resolved.yaml, and by default
+    its best checkpoint).
+
     Writes io.png (inputs, outputs, targets over time), attention.png (every head's weighting:
     memory location x time, write heads first), one picture per memory (its contents after the
     last step), for a decoder's attention alignment-<node>.png (output tokens x source tokens, the
@@ -576,6 +595,7 @@ def inspect_cmd(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...],
     \b
     Examples:
       attngraph inspect ntm-copy -o runs/ntm-copy-inspect
+      attngraph inspect runs/try1 -o runs/try1/inspect
       attngraph inspect spec.yaml --checkpoint runs/try1/checkpoints/best.safetensors -o pics --set "task.eval.length=[40, 40]"
     """
     import torch
@@ -597,12 +617,18 @@ def inspect_cmd(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...],
 
 def _trained_model(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], checkpoint: Path | None,
                    show_warnings: bool = False):
-    """The spec's model with the weights of ``checkpoint`` (a gallery entry's by default), and the loaded spec."""
+    """The spec's model with the weights of ``checkpoint`` (by default a gallery entry's, or a run directory's best),
+    and the loaded spec. ``spec``: a spec file, a gallery NAME, or a run directory (its spec.resolved.yaml)."""
     import attngraph
     from attngraph.gallery import gallery_root
     from attngraph.training.checkpoint import CheckpointError, load_weights
 
-    path, gallery_name = resolve_spec(spec)
+    run = Path(spec)
+    if run.is_dir() and (run / "spec.resolved.yaml").is_file():  # a run directory: its spec and best checkpoint
+        path, gallery_name = run / "spec.resolved.yaml", None
+        checkpoint = checkpoint or run / "checkpoints" / "best.safetensors"
+    else:
+        path, gallery_name = resolve_spec(spec)
     result = load_or_exit(path, overrides, imports, show_warnings=show_warnings)
     section = result.sections.get("task")
     if section is None:

@@ -64,8 +64,9 @@ def entry(tmp_path, monkeypatch):
 
 def test_publish_writes_the_evidence_and_remeasures_on_fresh_data(entry):
     folder, results = entry
-    for name in ("checkpoint.safetensors", "checkpoint.json", "metrics.csv", "learning_curve.png", "results.json"):
+    for name in ("checkpoint.safetensors", "metrics.csv", "learning_curve.png", "results.json"):
         assert (folder / name).is_file(), name
+    assert not (folder / "checkpoint.json").exists()  # one file: the metadata is in its header
     tensors, meta = load_checkpoint(folder / "checkpoint.safetensors")
     assert not any(k.startswith("optim.") for k in tensors)  # weights only: a small file
     spec = attngraph.load(folder / "spec.yaml")
@@ -116,6 +117,47 @@ def test_publish_refuses_a_run_of_another_spec(entry, tmp_path):
         publish(tmp_path / "run", folder, say=lambda _: None, render=False)
 
 
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fault", ["no learning curve", "evaluation fails", "disk full on results.json"])
+def test_a_failed_publish_leaves_the_entry_as_it_was(entry, tmp_path, monkeypatch, fault):
+    """Issue 27, finding 6: the new entry is built aside and swapped in whole, or not at all."""
+    import attngraph.gallery as gallery
+
+    folder, _ = entry
+    Trainer(attngraph.load(folder / "spec.yaml", ["train.seed=1"]), tmp_path / "run2", quiet=True).run()
+    before = snapshot(folder)
+    if fault == "no learning curve":
+        (tmp_path / "run2" / "learning_curve.png").unlink()
+        with pytest.raises(GalleryError, match=r"run2 has no learning_curve.png: nothing was published"):
+            publish(tmp_path / "run2", folder, say=lambda _: None, render=False)
+    else:
+        (folder / "spec.yaml").write_text(SPEC.replace("train: {", "train: {seed: 1, "))
+        before = snapshot(folder)
+        if fault == "evaluation fails":
+            def broken(*args, **kwargs):
+                raise RuntimeError("evaluation broke")
+            monkeypatch.setattr("attngraph.training.evaluate.evaluate", broken)
+            match = "evaluation broke"
+        else:
+            real = Path.write_text
+
+            def full(self, *args, **kwargs):
+                if self.name == "results.json":
+                    raise OSError(28, "No space left on device")
+                return real(self, *args, **kwargs)
+            monkeypatch.setattr(Path, "write_text", full)
+            match = "No space left"
+        with pytest.raises((RuntimeError, OSError), match=match):
+            publish(tmp_path / "run2", folder, say=lambda _: None, render=False)
+    monkeypatch.undo()
+    assert snapshot(folder) == before
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["tiny-copy"]  # no staging folder left behind
+    assert gallery.load_entry("tiny-copy", folder.parent).results["name"] == "tiny-copy"
+
+
 def test_publish_needs_entry_yaml(entry, tmp_path):
     folder, _ = entry
     (folder / "entry.yaml").unlink()
@@ -131,7 +173,7 @@ def test_shipped_entry_is_complete_and_its_first_number_reproduces(name, monkeyp
     monkeypatch.delenv("ATTNGRAPH_GALLERY", raising=False)
     assert gallery_root() == REAL
     entry = load_entry(name, REAL)
-    for f in ("spec.yaml", "entry.yaml", "README.md", "checkpoint.safetensors", "checkpoint.json", "metrics.csv",
+    for f in ("spec.yaml", "entry.yaml", "README.md", "checkpoint.safetensors", "metrics.csv",
               "learning_curve.png", "model.svg"):
         assert (entry.path / f).is_file(), f
     first, sets = next(iter(entry.results["ours"].items())), entry.results["evaluation"]["sets"]

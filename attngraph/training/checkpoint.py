@@ -1,20 +1,20 @@
-"""Checkpoints without pickle: tensors in a ``.safetensors`` file, everything else in a JSON sidecar.
+"""Checkpoints without pickle: one ``.safetensors`` file per checkpoint, written atomically.
 
 ``NAME.safetensors`` holds the model's parameters (``model.<name>``), the optimiser's state tensors
-(``optim.<param index>.<key>``) and the RNG states as uint8 tensors (``rng.torch``, ``rng.batch``);
-``NAME.json`` holds the step, the sequences seen, the metrics, the optimiser's non-tensor state
-(``param_groups`` and per-parameter numbers), python ``random``'s state and the config hash.
+(``optim.<param index>.<key>``) and the RNG states as uint8 tensors (``rng.torch``, ``rng.batch``); its
+header's metadata holds, as JSON under the key ``attngraph``, the step, the sequences seen, the metrics, the
+optimiser's non-tensor state (``param_groups`` and per-parameter numbers), python ``random``'s state and the
+config hash. One file, replaced in one rename (:func:`~attngraph.training.atomic.atomic_write`), so a kill or
+a full disk at any instant leaves the previous checkpoint or the new one, never a mix.
 
-Both files are written atomically (temporary file in the same folder, flush, fsync, ``os.replace``), the
-sidecar after the tensors; both record the step, and a checkpoint is valid only if both exist and agree.
+Checkpoints of format 1 (tensors, then a ``NAME.json`` sidecar written after them: two files, a window
+between the two renames) are still read, both files checked to agree.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save
 
-FORMAT = 1
+from .atomic import atomic_write
+
+FORMAT = 2
+META_KEY = "attngraph"  # the safetensors metadata entry holding the JSON metadata
 
 
 class CheckpointError(Exception):
@@ -30,37 +33,8 @@ class CheckpointError(Exception):
 
 
 def sidecar(path: Path) -> Path:
-    """``last.safetensors`` -> ``last.json``."""
+    """``last.safetensors`` -> ``last.json`` (the metadata of a format-1 checkpoint)."""
     return Path(path).with_suffix(".json")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one, never a mix."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def optimizer_split(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -92,8 +66,8 @@ def optimizer_join(tensors: dict[str, torch.Tensor], structure: dict[str, Any]) 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     batch_gen: torch.Generator | None, meta: dict[str, Any],
                     extra: dict[str, torch.Tensor] | None = None) -> None:
-    """Write ``path`` (.safetensors) and its sidecar. ``meta`` must hold ``step``; it goes into the sidecar.
-    ``extra`` tensors are stored as they are (other ranks' generator states)."""
+    """Write the checkpoint ``path`` (.safetensors) in one atomic replace. ``meta`` must hold ``step``; it goes
+    into the header's metadata. ``extra`` tensors are stored as they are (other ranks' generator states)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     side = dict(meta, format=FORMAT)
     if optimizer is not None:
@@ -105,27 +79,48 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     tensors.update({k: v.detach().cpu().contiguous() for k, v in (extra or {}).items()})
     state = random.getstate()
     side["python_random"] = [state[0], list(state[1]), state[2]]
-    atomic_write(Path(path), save(tensors, metadata={"step": str(meta["step"])}))
-    atomic_write(sidecar(path), (json.dumps(side, indent=1) + "\n").encode())
+    atomic_write(Path(path), save(tensors, metadata={"step": str(meta["step"]), META_KEY: json.dumps(side)}))
+    old_sidecar = sidecar(path)
+    if old_sidecar.is_file():  # a format-1 checkpoint's sidecar would only mislead a reader of the folder
+        old_sidecar.unlink()
 
 
-def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The tensors and sidecar of a valid checkpoint, or :class:`CheckpointError` saying what is wrong."""
-    path, side_path = Path(path), sidecar(path)
+def read_meta(path: Path) -> dict[str, Any]:
+    """The metadata of checkpoint ``path`` without reading its tensors (a format-1 checkpoint: its sidecar)."""
+    path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        if META_KEY in header:
+            return json.loads(header[META_KEY])
+    except Exception as err:  # noqa: BLE001 - OSError, bad JSON, or safetensors' own SafetensorError
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    return _format1_meta(path, header.get("step"))
+
+
+def _format1_meta(path: Path, tensor_step: str | None) -> dict[str, Any]:
+    side_path = sidecar(path)
     if not side_path.is_file():
         raise CheckpointError(f"checkpoint {path} has no sidecar {side_path.name} (interrupted while saving?)")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            tensor_step = (f.metadata() or {}).get("step")
-        tensors = load_file(str(path))
         meta = json.loads(side_path.read_text())
-    except Exception as err:  # noqa: BLE001 - OSError, bad JSON, or safetensors' own SafetensorError
+    except (OSError, ValueError) as err:
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
     if tensor_step is None or str(meta.get("step")) != tensor_step:
         raise CheckpointError(f"checkpoint {path} is inconsistent: its tensors are from step {tensor_step} but "
                               f"{side_path.name} is from step {meta.get('step')} (interrupted between the two writes)")
+    return meta
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and metadata of a valid checkpoint, or :class:`CheckpointError` saying what is wrong."""
+    meta = read_meta(path)
+    try:
+        tensors = load_file(str(path))
+    except Exception as err:  # noqa: BLE001 - OSError or safetensors' own SafetensorError
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
     return tensors, meta
 
 

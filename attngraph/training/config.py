@@ -19,6 +19,7 @@ Validated like every other section (located errors, did-you-mean) into a frozen 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +126,7 @@ class TrainConfig:
     eval_every: int = 200
     eval_batches: int = 4
     eval_batch: int | None = None  # sequences per evaluation batch; None: the training batch
+    log_every: int = 10  # steps between train_loss.csv rows (and TensorBoard's train/loss)
     stop: Stop | None = None
     curriculum: Curriculum | None = None
     nan: str = "stop"
@@ -156,6 +158,8 @@ SCHEMA: dict[str, Param] = {
     "eval_batches": Param(Int(1), _D.eval_batches, "batches of the eval task per evaluation"),
     "eval_batch": Param(Int(1), None, "sequences per evaluation batch, default the training batch: a model "
                         "trained one sequence at a time can be evaluated on many sequences at once"),
+    "log_every": Param(Int(1), _D.log_every, "steps between rows of train_loss.csv (the mean training loss since "
+                       "the previous row) and TensorBoard's train/loss"),
     "stop": Param(Str(), None, "{metric: NAME, below: X} or {metric: NAME, above: X}"),
     "curriculum": Param(Str(), None, "{param: NAME, start: V, end: V, steps: N}"),
     "nan": Param(Choice("stop", "skip"), _D.nan, "on a NaN/inf loss: stop, or skip the update"),
@@ -186,6 +190,7 @@ def check_train(node: Node, diags: Diagnostics, ir: Any = None) -> TrainConfig |
         return None
     before = len(diags.errors)
     values = check_mapping(node, SCHEMA, "train", diags, "train", skip=_NESTED)
+    _check_finite(node, values, diags)
     for key in _NESTED:
         values[key] = None
     optimizer = values["optimizer"]
@@ -209,6 +214,15 @@ def check_train(node: Node, diags: Diagnostics, ir: Any = None) -> TrainConfig |
     if len(diags.errors) > before or INVALID in values.values():
         return None
     return TrainConfig(**values)
+
+
+def _check_finite(node: Node, values: dict[str, Any], diags: Diagnostics) -> None:
+    """``lr: .inf`` and the like: a non-finite number is never a training setting (it would make every parameter
+    non-finite at the first step)."""
+    for key, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            diags.error(node.value[key].pos, f"train.{key}", f"{node.value[key].text or value} is not a finite number")
+            values[key] = INVALID
 
 
 def _check_schedule(node: Node, diags: Diagnostics) -> Schedule | Any:

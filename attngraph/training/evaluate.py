@@ -100,8 +100,10 @@ def better(task: Task, metric: str, new: float, old: float | None,
     """Whether ``new`` improves on ``old`` (None: nothing yet) in the task's direction for ``metric``. A tie
     (e.g. 0 wrong bits at several evaluations) goes to the lower evaluation loss, where both are known; an
     old best without a loss (a checkpoint from before losses were kept) loses the tie."""
+    if not math.isfinite(new):  # a NaN or infinite evaluation is never the best
+        return False
     if old is None:
-        return new == new  # not NaN
+        return True
     if new == old and new_loss is not None:
         return old_loss is None or new_loss < old_loss
     return new < old if metric in task.lower_is_better else new > old

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import glob
 import hashlib
 import json
+import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -15,19 +19,28 @@ import yaml
 
 from ..api import Spec
 from ..resolved import resolved
+from .atomic import atomic_write
+from .config import OPTIMIZER_KEYS, SCHEDULE_SCHEMAS, SCHEMA, TrainConfig
+from .outdir import STAMP, safe_name
 
 FIXED_COLUMNS = ("step", "seconds", "sequences", "lr", "train_loss")
 
 
-def default_run_dir(spec: Spec, root: Path = Path("runs"), when: float | None = None) -> Path:
-    """``runs/<spec name>-<YYYYmmdd-HHMMSS>`` (local time ``when``, default now)."""
-    return root / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
-
-
 def latest_run_dir(spec: Spec, root: Path = Path("runs")) -> Path | None:
-    """The newest ``runs/<spec name>-*`` that has a last checkpoint (what a bare ``--resume`` continues)."""
-    runs = sorted(p for p in root.glob(f"{spec.name}-*") if (p / "checkpoints" / "last.safetensors").is_file())
-    return runs[-1] if runs else None
+    """The newest ``runs/<safe spec name>-<YYYYmmdd-HHMMSS>`` whose last checkpoint was trained from exactly this
+    spec (same :func:`resume_hash`): what a bare ``--resume`` continues. Another spec whose name merely starts
+    the same (``tiny`` and ``tiny-old-experiment``) never matches."""
+    from .checkpoint import CheckpointError, read_meta
+
+    name, wanted = safe_name(spec.name), resume_hash(spec)
+    for run in sorted(root.glob(f"{glob.escape(name)}-*"), reverse=True):
+        if run.name[len(name):] and STAMP.fullmatch(run.name[len(name):]):
+            try:
+                if read_meta(run / "checkpoints" / "last.safetensors").get("resume_hash") == wanted:
+                    return run
+            except CheckpointError:
+                continue
+    return None
 
 
 def config_hash(spec: Spec) -> str:
@@ -41,14 +54,41 @@ def config_hash(spec: Spec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def git_commit() -> str | None:
-    """The working tree's commit (``git rev-parse HEAD``), or None when not in a repository or git is missing."""
+def _git(*args: str) -> str | None:
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
                               cwd=Path(__file__).resolve().parent)
     except (OSError, subprocess.SubprocessError):
         return None
-    return (done.stdout.strip() or None) if done.returncode == 0 else None
+    return done.stdout if done.returncode == 0 else None
+
+
+# train: settings that say how long to run and how often to look, not what a step computes: a run may be resumed
+# with them changed (train.steps raised to continue a run) without counting as another spec
+RUN_LENGTH_KEYS = ("steps", "stop", "eval_every", "checkpoint_every", "log_every", "eval_batches", "eval_batch",
+                   "max_params", "nan", "compile")
+
+
+def resume_hash(spec: Spec) -> str:
+    """SHA-256 of what every training step computes: the model, the task, and the train: section with every
+    default filled in, less :data:`RUN_LENGTH_KEYS` (``steps`` stays in with a cosine schedule, whose rate at
+    every step depends on it). ``--resume`` refuses a checkpoint whose ``resume_hash`` differs."""
+    data = resolved(spec)
+    cfg = spec.sections.get("train") or TrainConfig()
+    length = [k for k in RUN_LENGTH_KEYS if not (k == "steps" and cfg.schedule.kind == "cosine")]
+    data["train"] = {k: v for k, v in train_defaults(cfg).items() if k not in length}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def git_commit() -> str | None:
+    """The working tree's commit (``git rev-parse HEAD``), or None when not in a repository or git is missing."""
+    return (_git("rev-parse", "HEAD") or "").strip() or None
+
+
+def git_dirty() -> bool | None:
+    """Whether attngraph's git tree has uncommitted changes to tracked files (None: not a git checkout)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status.strip())
 
 
 def versions() -> dict[str, Any]:
@@ -58,19 +98,91 @@ def versions() -> dict[str, Any]:
     from .. import __version__
 
     return {"python": sys.version.split()[0], "torch": torch.__version__, "attngraph": __version__,
-            "platform": platform.platform(), "git_commit": git_commit()}
+            "platform": platform.platform(), "git_commit": git_commit(), "git_dirty": git_dirty()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def train_defaults(cfg: TrainConfig) -> dict[str, Any]:
+    """Every ``train:`` setting in effect, as a spec would write it: the optimiser's own keys only, the schedule
+    with its kind's keys, nothing left unset (a ``None`` default means off)."""
+    out: dict[str, Any] = {}
+    foreign = {k for keys in OPTIMIZER_KEYS.values() for k in keys} - OPTIMIZER_KEYS[cfg.optimizer]
+    for key in SCHEMA:
+        value = getattr(cfg, key, None)
+        if value is None or key in foreign or (key == "gradient_noise_decay" and cfg.gradient_noise is None):
+            continue
+        if key == "schedule":
+            value = {"kind": value.kind, **{k: getattr(value, k) for k in SCHEDULE_SCHEMAS[value.kind]}}
+        elif dataclasses.is_dataclass(value):
+            value = {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
+        out[key] = _plain(value)
+    return out
+
+
+def run_record_spec(spec: Spec) -> dict[str, Any]:
+    """spec.resolved.yaml: :func:`attngraph.resolved.resolved` with every default of the train: and task: sections
+    filled in too (``train.seed``, the schedule, ``eval_batch``, ``nan``, the task's parameters)."""
+    data = resolved(spec)
+    cfg = spec.sections.get("train")
+    data["train"] = train_defaults(cfg if cfg is not None else TrainConfig())
+    section = spec.sections.get("task")
+    if section is not None and isinstance(data.get("task"), dict):
+        task = section.train
+        filled = {"kind": task.name, **{k: _plain(getattr(task.p, k)) for k in type(task).params if hasattr(task.p, k)}}
+        data["task"] = {**filled, **({"eval": data["task"]["eval"]} if "eval" in data["task"] else {})}
+    return data
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        return {k: v for key, value in data.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): data}
+
+
+def spec_differences(recorded: Path, current: dict[str, Any]) -> list[str]:
+    """The key paths whose values differ between a run's spec.resolved.yaml and ``current`` (keys that only one
+    side writes are left out: an older run records fewer defaults). [] when the file cannot be read."""
+    try:
+        theirs = _flatten(yaml.safe_load(recorded.read_text()))
+    except (OSError, yaml.YAMLError):
+        return []
+    ours = _flatten(_plain(current))
+    return [k for k in ours if k in theirs and theirs[k] != ours[k]]
 
 
 def write_run_files(out: Path, spec: Spec, init: dict[str, Any] | None = None) -> None:
-    """Create ``out`` and ``out/checkpoints`` and write spec.resolved.yaml, overrides.txt and versions.json;
-    for a warm start (``train --init``) also init.json, where its weights came from."""
+    """Create ``out/checkpoints`` and write spec.resolved.yaml, overrides.txt and versions.json; for a warm start
+    (``train --init``) also init.json, where its weights came from."""
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (out / "spec.resolved.yaml").write_text(yaml.safe_dump(resolved(spec), sort_keys=False, default_flow_style=None,
-                                                           width=100))
+    (out / "spec.resolved.yaml").write_text(yaml.safe_dump(run_record_spec(spec), sort_keys=False,
+                                                           default_flow_style=None, width=100))
     (out / "overrides.txt").write_text("".join(f"{o}\n" for o in spec.overrides))
     (out / "versions.json").write_text(json.dumps(versions(), indent=1) + "\n")
     if init is not None:
         (out / "init.json").write_text(json.dumps(init, indent=1) + "\n")
+
+
+def record_session(out: Path, *, seed: int, device: str, world_size: int, resumed_at: int | None) -> None:
+    """Append this process's session to run.json: the command line, working folder, effective seed, threads,
+    device, process count, the git commit and whether the tree had uncommitted changes, the start time, and the
+    step it resumed at (None: a fresh start)."""
+    import torch
+
+    path = out / "run.json"
+    sessions = json.loads(path.read_text()).get("sessions", []) if path.is_file() else []
+    program = ["python", "-m", "attngraph"] if Path(sys.argv[0]).name == "__main__.py" else [Path(sys.argv[0]).name]
+    sessions.append({"command": shlex.join([*program, *sys.argv[1:]]), "argv": sys.argv, "cwd": os.getcwd(),
+                     "seed": seed, "threads": torch.get_num_threads(), "device": device, "processes": world_size,
+                     "git_commit": git_commit(), "git_dirty": git_dirty(), "resumed_at": resumed_at,
+                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    atomic_write(path, (json.dumps({"sessions": sessions}, indent=1) + "\n").encode())
 
 
 class MetricsLog:
@@ -103,8 +215,11 @@ def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(float(value))
 
 
-def plot_learning_curve(rows: list[dict[str, float]], path: Path, metric_names: tuple[str, ...]) -> None:
-    """learning_curve.png: train loss and each eval metric against sequences seen (one panel per metric)."""
+def plot_learning_curve(rows: list[dict[str, float]], path: Path, metric_names: tuple[str, ...],
+                        train_rows: list[dict[str, float]] | None = None) -> None:
+    """learning_curve.png: each eval metric against sequences seen (one panel per metric), the loss panel with the
+    training loss too (from ``train_rows``, train_loss.csv's, when given). Points are marked, so a curve of one
+    evaluation is a visible dot, not an empty panel."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,12 +227,12 @@ def plot_learning_curve(rows: list[dict[str, float]], path: Path, metric_names: 
 
     if not rows:
         return
-    seen = [r["sequences"] for r in rows]
+    train_rows = train_rows or rows
     fig, axes = plt.subplots(1, len(metric_names), figsize=(4.5 * len(metric_names), 3.5), squeeze=False)
     for ax, name in zip(axes[0], metric_names):
         if name == "loss":
-            ax.plot(seen, [r["train_loss"] for r in rows], label="train")
-        ax.plot(seen, [r[f"eval_{name}"] for r in rows], label="eval")
+            _series(ax, train_rows, "train_loss", "train")
+        _series(ax, rows, f"eval_{name}", "eval")
         ax.set_xlabel("sequences seen")
         ax.set_title(name)
         ax.legend()
@@ -127,6 +242,11 @@ def plot_learning_curve(rows: list[dict[str, float]], path: Path, metric_names: 
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(path)
+
+
+def _series(ax, rows: list[dict[str, float]], column: str, label: str) -> None:
+    ax.plot([r["sequences"] for r in rows], [r[column] for r in rows], label=label,
+            marker="o" if len(rows) <= 50 else None, markersize=4)
 
 
 EVENT_TAGS = {"train_loss": "train/loss", "lr": "train/lr", "seconds": "speed/seconds", "sequences": "speed/sequences"}
