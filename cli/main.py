@@ -381,7 +381,7 @@ def train(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], out: 
         shutdown(world, together=finished)
     if not world.writer:
         sys.exit(done.exit_code)
-    click.echo(done.message, err=not done.ok)
+    click.echo(done.message, err=done.exit_code != 0)
     if done.metrics:
         click.echo("  " + ", ".join(f"{k} {v:.4g}" for k, v in done.metrics.items()))
     sys.exit(done.exit_code)

@@ -31,7 +31,8 @@ train:
 
 class EchoBits(Task):
     """Reproduce random 3-bit vectors; ``nan_after`` > 0 makes every input NaN from that batch on;
-    ``fail_at`` > 0 raises RuntimeError at that call (a simulated crash); ``interrupt_at`` > 0 sends SIGINT."""
+    ``fail_at`` > 0 raises RuntimeError at that call (a simulated crash); ``interrupt_at`` > 0 sends SIGINT
+    (``interrupts`` times)."""
 
     calls = 0
 
@@ -43,7 +44,8 @@ class EchoBits(Task):
         if self.p.fail_at and EchoBits.calls == self.p.fail_at:
             raise RuntimeError("simulated crash")
         if self.p.interrupt_at and EchoBits.calls == self.p.interrupt_at:
-            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of a step
+            for _ in range(self.p.interrupts):  # Ctrl-C (pressed interrupts times) in the middle of a step
+                os.kill(os.getpid(), signal.SIGINT)
         x = torch.bernoulli(torch.full((batch, self.p.length, 3), 0.5), generator=gen)
         if self.p.nan_after and EchoBits.calls >= self.p.nan_after:
             x = x * float("nan")
@@ -56,7 +58,8 @@ class EchoBits(Task):
 
 if "echo_bits" not in TASKS:
     task("echo_bits", params={"length": Param(Int(1), 4), "nan_after": Param(Int(0), 0),
-                              "fail_at": Param(Int(0), 0), "interrupt_at": Param(Int(0), 0), "noise": Param(Float(0.0), 0.0)},
+                              "fail_at": Param(Int(0), 0), "interrupt_at": Param(Int(0), 0),
+                              "interrupts": Param(Int(1), 1), "noise": Param(Float(0.0), 0.0)},
          metrics=("loss", "bit_errors"), lower_is_better=("loss", "bit_errors"))(EchoBits)
 
 

@@ -88,6 +88,7 @@ class RunLock:
 
         Path(out).mkdir(parents=True, exist_ok=True)
         self.path = Path(out) / LOCK
+        self.created = not self.path.exists()  # then release(undo=True) takes it away again
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -101,7 +102,11 @@ class RunLock:
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 
-    def release(self) -> None:
+    def release(self, undo: bool = False) -> None:
+        """Drop the lock; ``undo``: also delete the lock file if this lock made it (a refused folder is left as
+        it was found)."""
         if self.fd >= 0:
+            if undo and self.created:
+                self.path.unlink(missing_ok=True)
             os.close(self.fd)  # closing the descriptor drops the flock
             self.fd = -1

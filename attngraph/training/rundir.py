@@ -111,11 +111,13 @@ def _plain(value: Any) -> Any:
 
 def train_defaults(cfg: TrainConfig) -> dict[str, Any]:
     """Every ``train:`` setting in effect, as a spec would write it: the optimiser's own keys only, the schedule
-    with its kind's keys, nothing left unset (a ``None`` default means off)."""
+    with its kind's keys, ``eval_batch`` and adam's ``betas`` as the values in effect; settings that are off
+    (``clip_norm``, ``stop``...) are left out."""
     out: dict[str, Any] = {}
     foreign = {k for keys in OPTIMIZER_KEYS.values() for k in keys} - OPTIMIZER_KEYS[cfg.optimizer]
+    in_effect = {"eval_batch": cfg.eval_batch or cfg.batch, "betas": cfg.betas or (0.9, 0.999)}  # None means these
     for key in SCHEMA:
-        value = getattr(cfg, key, None)
+        value = in_effect.get(key, getattr(cfg, key, None))
         if value is None or key in foreign or (key == "gradient_noise_decay" and cfg.gradient_noise is None):
             continue
         if key == "schedule":

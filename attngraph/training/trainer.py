@@ -240,16 +240,18 @@ class Trainer:
         try:
             self.lock = RunLock(self.out)
             prepare(self.out, resume=self.resume, overwrite=self.overwrite)
+            for stale in self.ckpt_dir.glob(".*.tmp"):  # what a save killed half-way left (never read)
+                stale.unlink()
         except RunDirError as err:
-            self._release()
+            self._release(undo=True)
             raise TrainingError(str(err)) from err
         except OSError as err:
             self._release()
             raise TrainingError(f"cannot use {self.out} as the run directory: {err.strerror or err}") from err
 
-    def _release(self) -> None:
+    def _release(self, undo: bool = False) -> None:
         if self.lock is not None:
-            self.lock.release()
+            self.lock.release(undo)
             self.lock = None
 
     def _warm_start(self) -> None:
@@ -439,7 +441,12 @@ class Trainer:
                     return self._nan(f"no finite update in {self.skipped_run} steps (train.nan=skip cannot recover)",
                                      self.step + 1)
             else:
-                self.optimizer.step()
+                try:
+                    self.optimizer.step()
+                except RuntimeError as err:  # adam: lr / bias correction beyond float32
+                    if "overflow" not in str(err):
+                        raise
+                    return self._nan(f"the update overflowed ({err})", self.step + 1)
                 if not all_finite(self.model.parameters()):
                     return self._nan("the parameters are not finite after the update", self.step + 1)
                 self.skipped_run = 0
