@@ -188,8 +188,8 @@ def publish(run: Path, entry_dir: Path, *, say=print, render: bool = True) -> di
     return results
 
 
-def _publish_into(run: Path, entry_dir: Path, name: str, *, say, render: bool) -> dict[str, Any]:
-    """Write the entry of ``run`` into ``entry_dir`` (a staging copy of the entry called ``name``)."""
+def _publish_into(run: Path, entry_dir: Path, entry_name: str, *, say, render: bool) -> dict[str, Any]:
+    """Write the entry of ``run`` into ``entry_dir`` (a staging copy of the entry called ``entry_name``)."""
     import csv
 
     import torch
@@ -229,7 +229,7 @@ def _publish_into(run: Path, entry_dir: Path, name: str, *, say, render: bool) -
         rows = list(csv.DictReader(f))
     task = spec.sections["task"].train
     results = {
-        "name": name, "title": info["title"], "task": task.name,
+        "name": entry_name, "title": info["title"], "task": task.name,
         "metric": info.get("metric") or info["paper"].get("metric") or "loss",
         "paper": info["paper"], "ours": ours,
         "evaluation": {"seed": seed, "batches": batches, "batch": size, "sequences": batches * size,
@@ -246,7 +246,7 @@ def _publish_into(run: Path, entry_dir: Path, name: str, *, say, render: bool) -
         "attngraph_commit": git_commit(),
     }
     (entry_dir / RESULTS).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    _update_readme(entry_dir / "README.md", Entry(name, entry_dir, results))
+    _update_readme(entry_dir / "README.md", Entry(entry_name, entry_dir, results))
     return results
 
 

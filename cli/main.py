@@ -308,9 +308,9 @@ def resolve_spec(spec: str) -> tuple[Path, str | None]:
               help="Start from the weights of CHECKPOINT (a run's or a gallery entry's .safetensors; same model): a "
                    "fine-tune or the next stage of a curriculum. The optimiser and the step count start afresh.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--threads", type=click.IntRange(1), help="CPU threads for torch [default: 1, which measured as fast "
-              "as 2 or faster for the gallery's models on an idle machine and far faster on a busy one; see "
-              "benchmarks/threads.py].")
+@click.option("--threads", type=click.IntRange(1), help="CPU threads for torch [default: 1: for the gallery's models "
+              "2 threads measured at most 30% faster on an idle machine and 3-4x slower with another process busy; "
+              "README, Threads].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no progress messages.")
 @click.option("--progress-every", type=click.FloatRange(0.1), default=10.0, show_default=True, metavar="SECONDS",
               help="Where no bar can be drawn (a pipe, a log file, a terminal without a width): a progress line "
@@ -341,6 +341,7 @@ def train(spec: str, overrides: tuple[str, ...], imports: tuple[str, ...], out: 
       attngraph train specs/examples/lstm_copy.yaml --set train.steps=2000
       attngraph train spec.yaml --out runs/try1 --seed 3
       attngraph train spec.yaml --out runs/try1 --resume
+      attngraph train spec.yaml --out runs/try1 --overwrite       # start runs/try1 afresh
       attngraph train spec.yaml --set train.lr=1e-4 --init runs/try1/checkpoints/best.safetensors
       attngraph train spec.yaml --nproc 2 --out runs/ddp
       torchrun --nproc-per-node 2 -m attngraph train spec.yaml --out runs/ddp
