@@ -23,9 +23,7 @@ import dataclasses
 import json
 import math
 import random
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,9 +63,7 @@ from .rundir import (
     spec_differences,
     write_run_files,
 )
-
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
-EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal's number, as a shell reports it
+from .signals import EXIT_CODE, Interrupts
 
 
 class TrainingError(Exception):
@@ -95,7 +91,7 @@ class TrainResult:
     @property
     def exit_code(self) -> int:
         """0 done/target/paused, 1 nan, 130 SIGINT, 143 SIGTERM (so ``train && publish`` stops on an interrupted run)."""
-        return EXIT_SIGNAL.get(self.signal or "", 0) if self.ok else 1
+        return EXIT_CODE.get(self.signal or "", 0) if self.ok else 1
 
 
 def count_parameters(spec: Spec) -> int:
@@ -156,8 +152,7 @@ class Trainer:
         self.lock: RunLock | None = None
         self.metric = main_metric(self.eval_task)
         self.metric_names = (*self.eval_task.metric_names, *extra_metric_names(spec.ir))
-        self._interrupt: str | None = None  # the name of the first signal received
-        self._abortable = self._saving = False
+        self.interrupts = Interrupts(self.say)
         self._bar: Progress | None = None
         self._check_names()
 
@@ -337,13 +332,10 @@ class Trainer:
         if not all_finite(self.model.parameters()):
             raise TrainingError(f"not saving {path}: the parameters at step {self.step} are not finite; {self.on_disk()}")
         meta = dict(self._meta(), world_size=self.world.size)
-        self._saving = True
         try:
             save_checkpoint(path, self.model, self.optimizer, self.batch_gen, meta, extra)
         except OSError as err:
             raise TrainingError(f"cannot write checkpoint {path}: {err.strerror or err}; {self.on_disk()}") from err
-        finally:
-            self._saving = False
         return path
 
     def on_disk(self) -> str:
@@ -362,15 +354,12 @@ class Trainer:
         try:
             self._setup()
             self._bar = Progress(self.cfg.steps, self.step, quiet=self.quiet, every=self.progress_every)
-            previous = self._catch_signals()
-            try:
-                return self._loop(until)
-            except KeyboardInterrupt:  # arrived where no handler was installed (not the main thread)
-                return TrainResult("interrupted", self.step, self.out, f"interrupted; {self.on_disk()}",
-                                   self.last_metrics, self.skipped, "SIGINT")
-            finally:
-                for signum, handler in previous.items():
-                    signal.signal(signum, handler)
+            with self.interrupts.installed():
+                try:
+                    return self._loop(until)
+                except KeyboardInterrupt:  # arrived where no handler was installed (not the main thread)
+                    return TrainResult("interrupted", self.step, self.out, f"interrupted; {self.on_disk()}",
+                                       self.last_metrics, self.skipped, "SIGINT")
         finally:
             if self._bar is not None:
                 self._bar.close()
@@ -379,29 +368,12 @@ class Trainer:
                 self.events.close()
             self._release()
 
-    def _catch_signals(self) -> dict[int, Any]:
-        """SIGINT and SIGTERM set a flag checked between steps. A second one while the step's update may still
-        be abandoned (drawing the batch, forward, backward) raises KeyboardInterrupt there; elsewhere (the
-        update itself, an evaluation, a save) it waits like the first."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def handler(signum, frame):  # noqa: ARG001 - signal handler signature
-            name = signal.Signals(signum).name
-            if self._interrupt is None:
-                self._interrupt = name
-                self.say(f"{name}: saving the last checkpoint after this step (send it again to save sooner)")
-            elif self._abortable and not self._saving:
-                raise KeyboardInterrupt
-
-        return {signum: signal.signal(signum, handler) for signum in SIGNALS}
-
     def _stopped(self, status: str) -> TrainResult:
-        path = self.save("last")
-        where = f" ({self._interrupt})" if self._interrupt else ""
+        path, received = self.save("last"), self.interrupts.received
+        where = f" ({received})" if received else ""
         return TrainResult(status, self.step, self.out, f"{status}{where} at step {self.step}; saved {path}; continue "
                            f"with: attngraph train SPEC --resume --out {self.out}", self.last_metrics, self.skipped,
-                           self._interrupt)
+                           received)
 
     def _nan(self, what: str, step: int) -> TrainResult:
         return TrainResult("nan", step, self.out, f"{what} at step {step}: stopped (nothing non-finite was saved; "
@@ -413,8 +385,8 @@ class Trainer:
         t0, start_seconds, start_sequences = time.monotonic(), self.seconds, self.sequences
         task, task_value = self.train_task, None
         while self.step < cfg.steps:
-            if self._interrupt or (until is not None and self.step >= until):
-                return self._stopped("interrupted" if self._interrupt else "paused")
+            if self.interrupts.received or (until is not None and self.step >= until):
+                return self._stopped("interrupted" if self.interrupts.received else "paused")
             if cfg.curriculum is not None:
                 value = curriculum_value(self.step, cfg.curriculum)
                 if value != task_value:
@@ -423,14 +395,12 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             rng = self._rng_snapshot()
-            try:
-                self._abortable = not self.world.distributed  # ranks must stay in step: no abandoned step there
-                value, finite = self._gradients(task)
+            try:  # distributed ranks must stay in step: no abandoned step there
+                with self.interrupts.abortable(not self.world.distributed):
+                    value, finite = self._gradients(task)
             except KeyboardInterrupt:  # the second signal: forget this step, save the state it started from
                 self._rng_restore(rng)
                 return self._stopped("interrupted")
-            finally:
-                self._abortable = False
             if finite is not None:
                 if cfg.nan == "stop":
                     return self._nan(f"{finite} is {value}", self.step + 1)
@@ -526,10 +496,10 @@ class Trainer:
         terms = self.model.loss_terms(outputs, batch)
         names = list(terms)
         local = torch.stack([terms[n][0].detach() for n in names] + [terms[n][1].detach() for n in names]
-                            + [torch.tensor(float(self._interrupt is not None), device=self.device)]).float()
+                            + [torch.tensor(float(self.interrupts.received is not None), device=self.device)]).float()
         total = self.world.sum(local)
-        if total[-1] > 0 and self._interrupt is None:  # another rank was signalled
-            self._interrupt = "SIGINT"
+        if total[-1] > 0 and self.interrupts.received is None:  # another rank was signalled
+            self.interrupts.received = "SIGINT"
         counts = {n: total[len(names) + i] for i, n in enumerate(names)}
         loss = self.model.combine_terms(terms, counts, scale=self.world.size)
         value = self.model.combine_terms({n: (total[i], total[len(names) + i]) for i, n in enumerate(names)})
