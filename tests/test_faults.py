@@ -271,18 +271,22 @@ def test_a_finished_run_is_not_overwritten_without_overwrite(tmp_path):
     ("..", "refusing to train into ..: it is the working folder or a folder above it (give --out a folder of its own, "
            "e.g. runs/try1)"),
     ("data", "data is not empty and is not an attngraph run directory (it holds notes.txt): choose another --out"),
+    ("repo", "repo is not empty and is not an attngraph run directory (it holds .git): choose another --out"),
 ])
 def test_dangerous_outputs_are_refused_before_anything_is_written(tmp_path, monkeypatch, where, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "notes.txt").write_text("mine")
     (tmp_path / "file.txt").write_text("mine")
+    (tmp_path / "repo" / ".git").mkdir(parents=True)  # a hidden folder is not a run's either
+    (tmp_path / "repo" / "metrics.csv").write_text("mine")
     spec = str(write_spec(tmp_path, TRAIN))
     listing = sorted(p.name for p in tmp_path.iterdir())
     out = CliRunner().invoke(main, ["train", spec, "--out", where, "--quiet", "--overwrite"])
     assert (out.exit_code, out.output) == (1, f"attngraph: {message}\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == listing
     assert (tmp_path / "data" / "notes.txt").read_text() == "mine" and not (tmp_path / "data" / ".lock").exists()
+    assert (tmp_path / "repo" / "metrics.csv").read_text() == "mine" and (tmp_path / "repo" / ".git").is_dir()
 
 
 def test_an_out_that_is_a_file_is_refused(tmp_path):
@@ -396,6 +400,23 @@ def test_progress_is_printed_on_a_pipe_without_evaluations(tmp_path, capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if re.match(r"step \d+/8 ", line)]
     assert [line.split(",")[0] for line in lines] == [f"step {k}/8 ({100 * k // 8}%)" for k in range(1, 9)]
     assert all(" seq/s, loss " in line and line.endswith(" left") for line in lines)
+
+
+@pytest.mark.parametrize("columns, bar", [(0, False), (80, True)])
+def test_a_bar_only_on_a_terminal_that_reports_a_width(columns, bar):
+    """tqdm draws nothing on a terminal of width 0: there the progress lines are used instead."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    from attngraph.training.progress import has_width
+
+    main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    with os.fdopen(child_fd, "w") as terminal:
+        assert has_width(terminal) is bar
+    os.close(main_fd)
 
 
 def test_a_learning_curve_of_one_evaluation_shows_its_point():

@@ -67,7 +67,7 @@ def prepare(out: Path, *, resume: bool, overwrite: bool) -> None:
     others = sorted(p.name for p in Path(out).iterdir() if p.name != LOCK)
     if not others:
         return
-    foreign = [n for n in others if n not in RUN_FILES and not n.startswith(".")]
+    foreign = [n for n in others if n not in RUN_FILES and not (n.startswith(".") and n.endswith(".tmp"))]
     if foreign:
         raise RunDirError(f"{out} is not empty and is not an attngraph run directory (it holds {', '.join(foreign[:3])}"
                           f"{', ...' if len(foreign) > 3 else ''}): choose another --out")

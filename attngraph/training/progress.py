@@ -6,18 +6,16 @@ file, a terminal without a width) one line every ``every`` seconds::
 from __future__ import annotations
 
 import math
-import shutil
+import os
 import sys
 import time
 
 
 def has_width(stream) -> bool:
     """True for a terminal that reports a usable width (tqdm draws nothing on one that does not)."""
-    if not stream.isatty():
-        return False
     try:
-        return shutil.get_terminal_size((0, 0)).columns > 10
-    except (OSError, ValueError):
+        return stream.isatty() and os.get_terminal_size(stream.fileno()).columns > 10
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a StringIO), or not a terminal after all
         return False
 
 
