@@ -456,3 +456,30 @@ def test_the_run_record_says_how_the_run_was_made(tmp_path, monkeypatch):
     evaluated = CliRunner().invoke(main, ["eval", str(run), "--json", "--batches", "1"])  # a run directory as SPEC
     assert evaluated.exit_code == 0, evaluated.output
     assert set(json.loads(evaluated.stdout)) == {"loss", "bit_errors"}
+
+
+SHIPPED = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("gallery/*/spec.yaml"), *ROOT.glob("specs/examples/*.yaml")]
+                 if "\ntask:" in p.read_text())  # the specs that train
+
+
+@pytest.mark.parametrize("path", SHIPPED)
+def test_a_run_record_spec_checks_and_trains_the_same(path, tmp_path):
+    """spec.resolved.yaml, with every default written out, reads back as the same train: and task: settings
+    (``eval`` and ``inspect`` of a run directory read it)."""
+    import dataclasses
+
+    import yaml
+
+    from attngraph.training.rundir import run_record_spec
+
+    spec = attngraph.load(ROOT / path)
+    record = tmp_path / "spec.resolved.yaml"
+    record.write_text(yaml.safe_dump(run_record_spec(spec), sort_keys=False, default_flow_style=None, width=100))
+    again, report = attngraph.check(record, [])
+    assert again is not None, [str(d) for d in report]
+    cfg = spec.sections["train"]
+    want = dataclasses.replace(cfg, eval_batch=cfg.eval_batch or cfg.batch,
+                               betas=cfg.betas or ((0.9, 0.999) if cfg.optimizer in ("adam", "adamw") else None))
+    assert again.sections["train"] == want
+    ours, theirs = vars(spec.sections["task"].train.p), vars(again.sections["task"].train.p)
+    assert {k: v for k, v in ours.items() if k != "path"} == {k: v for k, v in theirs.items() if k != "path"}

@@ -137,7 +137,8 @@ def run_record_spec(spec: Spec) -> dict[str, Any]:
     section = spec.sections.get("task")
     if section is not None and isinstance(data.get("task"), dict):
         task = section.train
-        filled = {"kind": task.name, **{k: _plain(getattr(task.p, k)) for k in type(task).params if hasattr(task.p, k)}}
+        filled = {"kind": task.name, **{k: _plain(getattr(task.p, k)) for k in type(task).params
+                                         if getattr(task.p, k, None) is not None}}  # None: left unset
         data["task"] = {**filled, **({"eval": data["task"]["eval"]} if "eval" in data["task"] else {})}
     return data
 
