@@ -81,6 +81,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, how):
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(TrainingError, match="cannot resume: no checkpoint at"):
         trainer(tmp_path, "none", resume=True).run()
+    assert not (tmp_path / "none").exists()  # nothing made for a mistyped --out
 
 
 def test_failed_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):

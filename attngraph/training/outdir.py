@@ -86,6 +86,7 @@ class RunLock:
     def __init__(self, out: Path):
         import fcntl
 
+        self.folder_created = not Path(out).exists()
         Path(out).mkdir(parents=True, exist_ok=True)
         self.path = Path(out) / LOCK
         self.created = not self.path.exists()  # then release(undo=True) takes it away again
@@ -103,10 +104,12 @@ class RunLock:
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 
     def release(self, undo: bool = False) -> None:
-        """Drop the lock; ``undo``: also delete the lock file if this lock made it (a refused folder is left as
-        it was found)."""
+        """Drop the lock; ``undo``: also delete the lock file, and the folder, if this lock made them (a refused
+        folder is left as it was found)."""
         if self.fd >= 0:
             if undo and self.created:
                 self.path.unlink(missing_ok=True)
             os.close(self.fd)  # closing the descriptor drops the flock
             self.fd = -1
+            if undo and self.folder_created and not any(self.path.parent.iterdir()):
+                self.path.parent.rmdir()

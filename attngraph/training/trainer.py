@@ -266,6 +266,7 @@ class Trainer:
         try:
             tensors, meta = load_checkpoint(path)
         except CheckpointError as err:
+            self._release(undo=True)  # a mistyped --out is not left behind as an empty run directory
             raise TrainingError(f"cannot resume: {err}") from err
         self._check_same_spec(path, meta)
         try:
