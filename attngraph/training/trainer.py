@@ -45,6 +45,7 @@ from .config import TrainConfig
 from .distributed import World, init, rank_seed
 from .evaluate import better, evaluate, main_metric, to_device
 from .optim import add_gradient_noise, curriculum_value, lr_at, make_optimizer
+from .precision import autocast, make_scaler, micro_batches, to_fp32
 from .rundir import EventLog, MetricsLog, config_hash, default_run_dir, plot_learning_curve, write_run_files
 
 
@@ -109,6 +110,9 @@ class Trainer:
                 raise TrainingError(f"train.{key} = {size} does not split evenly over {self.world.size} processes "
                                     f"(use a multiple of {self.world.size})")
         self.local_batch = self.cfg.batch // self.world.size
+        if self.local_batch % self.cfg.accumulate:
+            raise TrainingError(f"train.accumulate = {self.cfg.accumulate} does not split the {self.local_batch} "
+                                f"sequences of each of the {self.world.size} processes into equal micro-batches")
         self.device = init(self.world, device)  # joins the process group when distributed
         if out is None:  # every rank must agree on the directory: rank 0's clock names it
             when = self.world.broadcast_int(int(time.time()), self.device)
@@ -160,6 +164,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = DistributedDataParallel(self.eval_forward, device_ids=ids)
         self.optimizer = make_optimizer(self.model.parameters(), cfg)
+        self.scaler = make_scaler(cfg.precision, self.device)  # fp16 only
         self.batch_gen = torch.Generator().manual_seed(rank_seed(cfg.seed, self.world.rank))
         self.step, self.sequences, self.seconds, self.skipped = 0, 0, 0.0, 0
         self.loss_sum, self.loss_count = 0.0, 0
@@ -214,6 +219,8 @@ class Trainer:
         self.best_loss = meta.get("best_loss")
         self.init_info = meta.get("init")
         self.loss_sum, self.loss_count = meta["loss_sum"], meta["loss_count"]
+        if self.scaler is not None and meta.get("scaler"):
+            self.scaler.load_state_dict(meta["scaler"])
         if meta.get("config_hash") != self.hash:
             self.say("attngraph: warning: the spec differs from the one the checkpoint was trained with")
         self.say(f"resumed from {path} at step {self.step}")
@@ -224,6 +231,7 @@ class Trainer:
         return {"step": self.step, "sequences": self.sequences, "seconds": self.seconds, "metrics": self.last_metrics,
                 "best": self.best, "best_loss": self.best_loss, "best_metric": self.metric, "skipped": self.skipped,
                 "loss_sum": self.loss_sum, "loss_count": self.loss_count, "seed": self.cfg.seed, "config_hash": self.hash,
+                **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
                 **({"init": self.init_info} if self.init_info is not None else {})}
 
     def save(self, name: str) -> Path:
@@ -296,7 +304,8 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             batch = to_device(task.sample(self.local_batch, self.batch_gen), self.device)
-            loss, value = self._loss(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            value = self._backward(batch)
             if not math.isfinite(value):
                 if cfg.nan == "stop":
                     last = self.ckpt_dir / "last.safetensors"
@@ -308,15 +317,19 @@ class Trainer:
                 self.skipped += 1
                 self.say(f"step {self.step + 1}: loss is {value}; update skipped ({self.skipped} so far)")
             else:
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if self.scaler is not None:  # the true gradients, before noise and clipping
+                    self.scaler.unscale_(self.optimizer)
                 if cfg.gradient_noise is not None:  # before clipping (as TensorFlow's optimize_loss does it)
                     add_gradient_noise(self.model.parameters(), self.step, cfg)
                 if cfg.clip_value is not None:
                     torch.nn.utils.clip_grad_value_(self.model.parameters(), cfg.clip_value)
                 if cfg.clip_norm is not None:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
-                self.optimizer.step()
+                if self.scaler is not None:  # skips the update if a gradient overflowed, and adapts the scale
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
                 self.loss_sum += value
                 self.loss_count += 1
             self.step += 1
@@ -339,11 +352,26 @@ class Trainer:
         return TrainResult("done", self.step, self.out, f"trained {self.step} steps; checkpoints in {self.ckpt_dir}",
                            self.last_metrics, self.skipped)
 
+    def _backward(self, batch: dict[str, torch.Tensor]) -> float:
+        """Gradients of the step's loss into ``.grad`` (``train.accumulate`` micro-batches, ``train.precision``;
+        see :mod:`attngraph.training.precision`); returns the loss value, the mean over the micro-batches."""
+        parts = micro_batches(batch, self.cfg.accumulate)
+        total = 0.0
+        for part in parts:
+            loss, value = self._loss(part)
+            loss = loss / len(parts) if len(parts) > 1 else loss
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            total += value
+        return total / len(parts)
+
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, float]:
         """The loss to differentiate and the global loss value. Distributed: each sum is divided by the
         count of all ranks (times the world size, as DDP averages gradients), so the gradient is that of
         the whole global batch; Ctrl-C on any rank travels in the same all-reduce, so all ranks stop together."""
-        outputs = self.forward(batch)
+        with autocast(self.cfg.precision, self.device):
+            outputs = self.forward(batch)
+        if self.cfg.precision != "fp32":
+            outputs = to_fp32(outputs)
         if not self.world.distributed:
             loss, _ = self.model.loss(outputs, batch)
             return loss, float(loss.detach())
