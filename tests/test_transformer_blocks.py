@@ -136,3 +136,13 @@ def test_example_stacks_two_encoder_layers_with_their_own_parameters() -> None:
     loss, _ = model.loss(model(batch), batch)
     loss.backward()
     assert torch.isfinite(loss) and model.nodes["enc1"]["layer"]["att"].qkv.weight.grad.abs().sum() > 0
+
+
+def test_inspect_records_every_layers_attention() -> None:
+    spec = Path(__file__).resolve().parents[1] / "specs" / "examples" / "transformer_encoder.yaml"
+    model = attngraph.build(spec).eval()
+    outputs, records = model.record({"x": torch.randint(0, 12, (1, 6))})
+    for layer in ("enc1", "enc2"):
+        weights = records[f"{layer}.layer.att.weights"]
+        assert weights.shape == (1, 6, 6)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(1, 6))
