@@ -69,7 +69,7 @@ def copy_weights(ours: nn.Module, prefix: str, ref: nn.Module, names: dict[str, 
         if "cross_att.q.weight" in mine:
             theirs["multihead_attn.in_proj_weight"].copy_(torch.cat([mine["cross_att.q.weight"], mine["cross_att.kv.weight"]]))
             theirs["multihead_attn.in_proj_bias"].copy_(torch.cat([mine["cross_att.q.bias"], mine["cross_att.kv.bias"]]))
-    assert set(names.values()) | {n for n in theirs if n.startswith("multihead_attn.in_proj")} == set(theirs)
+    assert set(names.values()) | {n for n in theirs if "multihead_attn.in_proj" in n} == set(theirs)  # all mapped
 
 
 def compare_grads(ours: nn.Module, prefix: str, ref: nn.Module, names: dict[str, str]) -> None:
@@ -146,3 +146,62 @@ def test_inspect_records_every_layers_attention() -> None:
         weights = records[f"{layer}.layer.att.weights"]
         assert weights.shape == (1, 6, 6)
         torch.testing.assert_close(weights.sum(-1), torch.ones(1, 6))
+
+
+SEQ2SEQ = """\
+attngraph: 1
+name: seq2seq
+inputs: {{src: {{size: {d}}}, tgt: {{size: {d}}}}}
+model:
+  enc1:
+    include: blocks/transformer_encoder_layer.yaml
+    with: {{input: src, size: {d}, heads: {h}, ffn: {f}, dropout: 0.0, norm: {norm}}}
+  enc2:
+    include: blocks/transformer_encoder_layer.yaml
+    with: {{input: enc1, size: {d}, heads: {h}, ffn: {f}, dropout: 0.0, norm: {norm}}}
+  enc_norm: {{kind: layer_norm, in: enc2}}
+  dec1:
+    include: blocks/transformer_decoder_layer.yaml
+    with: {{input: tgt, memory: enc_norm, size: {d}, heads: {h}, ffn: {f}, dropout: 0.0, norm: {norm}}}
+  dec2:
+    include: blocks/transformer_decoder_layer.yaml
+    with: {{input: dec1, memory: enc_norm, size: {d}, heads: {h}, ffn: {f}, dropout: 0.0, norm: {norm}}}
+  dec_norm: {{kind: layer_norm, in: dec2}}
+outputs: {{y: {{from: dec_norm, loss: none}}}}
+"""
+
+
+@pytest.mark.filterwarnings("ignore:enable_nested_tensor is True")
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_encoder_decoder_stack_matches_torch_transformer(tmp_path, norm) -> None:
+    """Two encoder and two decoder layers (each block included twice) with the final layer norms, against
+    torch.nn.Transformer: teacher-forced, causal target, padded source and target."""
+    model = build(tmp_path, SEQ2SEQ, norm, "relu")
+    ref = nn.Transformer(D, HEADS, 2, 2, FFN, dropout=0.0, batch_first=True, norm_first=norm == "pre",
+                         dtype=torch.float64)
+    names = {f"nodes.enc{i + 1}.layer.{k}": f"encoder.layers.{i}.{v}" for i in range(2)
+             for k, v in ENCODER_NAMES.items() if not k.startswith("norm3")}
+    names |= {f"nodes.dec{i + 1}.layer.{k}": f"decoder.layers.{i}.{v}" for i in range(2) for k, v in DECODER_NAMES.items()}
+    names |= {f"nodes.{n}_norm.norm.{w}": f"{t}coder.norm.{w}" for n, t in (("enc", "en"), ("dec", "de"))
+              for w in ("weight", "bias")}
+    copy_weights(model, "", ref, names)
+    for i in range(2):  # the cross-attentions' fused q and kv
+        mine = model.nodes[f"dec{i + 1}"]["layer"]["cross_att"]
+        theirs = ref.decoder.layers[i].multihead_attn
+        with torch.no_grad():
+            theirs.in_proj_weight.copy_(torch.cat([mine.q.weight, mine.kv.weight]))
+            theirs.in_proj_bias.copy_(torch.cat([mine.q.bias, mine.kv.bias]))
+    gen = torch.Generator().manual_seed(3)
+    src, tgt = (torch.randn(B, n, D, generator=gen, dtype=torch.float64) for n in (S, T))
+    src_mask, tgt_mask = mask_of(SRC_LENGTHS, S), mask_of(TGT_LENGTHS, T)
+    out = model({"src": src, "tgt": tgt, "src.mask": src_mask, "tgt.mask": tgt_mask})["y"]
+    expected = ref(src, tgt, tgt_mask=torch.ones(T, T, dtype=torch.bool).triu(1), src_key_padding_mask=~src_mask,
+                   tgt_key_padding_mask=~tgt_mask, memory_key_padding_mask=~src_mask)
+    torch.testing.assert_close(out * tgt_mask.unsqueeze(-1), expected * tgt_mask.unsqueeze(-1))
+    probe_loss(out, tgt_mask).backward()
+    probe_loss(expected, tgt_mask).backward()
+    compare_grads(model, "", ref, names)
+    for i in range(2):
+        grad = ref.decoder.layers[i].multihead_attn.in_proj_weight.grad
+        mine = model.nodes[f"dec{i + 1}"]["layer"]["cross_att"]
+        torch.testing.assert_close(torch.cat([mine.q.weight.grad, mine.kv.weight.grad]), grad)
