@@ -271,3 +271,51 @@ def test_head_size_and_size_set_the_shapes() -> None:
     module = build({"in": VType(E, "x")}, heads=2, head_size=5, size=7)
     out, weights = module(randn(B, S, E, seed=13), mask=mask_of(LENGTHS))
     assert module.qkv.weight.shape == (30, E) and out.shape == (B, S, 7) and weights.shape == (B, S, S)
+
+
+DECODER = """\
+attngraph: 1
+name: mha-decoder
+inputs: {src: {size: 12}}
+targets: {tgt: {classes: 7}}
+model:
+  dec:
+    kind: decode
+    target: tgt
+    max_length: 4
+    body:
+      emb: {kind: embedding, size: 5, in: prev(dec)}
+      att: {kind: multihead_attention, query: prev(rnn), in: src, heads: 3}
+      rnn: {kind: gru, size: 12, in: [emb, att]}
+      logits: {kind: linear, size: 7, in: rnn}
+    output: logits
+outputs:
+  tgt: {from: dec, loss: cross_entropy}
+"""
+
+
+def test_inside_a_decoder_step_it_matches_a_hand_written_loop(tmp_path) -> None:
+    """A vector query per decoder step (the previous GRU state) over a padded source, teacher-forced,
+    against nn.MultiheadAttention and nn.GRUCell in a Python loop on the same weights."""
+    import attngraph
+
+    path = tmp_path / "dec.yaml"
+    path.write_text(DECODER)
+    model = attngraph.build(path).double()
+    body = model.nodes["dec"]
+    gen = torch.Generator().manual_seed(4)
+    src, mask = torch.randn(B, S, E, generator=gen, dtype=torch.float64), mask_of(LENGTHS)
+    tgt = torch.randint(0, 7, (B, 4), generator=gen)
+    out = model({"src": src, "src.mask": mask, "tgt": tgt})["tgt"]  # (B, 4, 7)
+    ref = reference(body["att"])
+    gru = nn.GRUCell(5 + E, E, dtype=torch.float64)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(gru, name).copy_(getattr(body["rnn"].rnn, name + "_l0"))
+    h, token, steps = torch.zeros(B, E, dtype=torch.float64), torch.ones(B, dtype=torch.long), []
+    for t in range(4):
+        context, _ = ref(h.unsqueeze(1), src, src, key_padding_mask=~mask)
+        h = gru(torch.cat([body["emb"].table(token), context.squeeze(1)], -1), h)
+        steps.append(body["logits"].proj(h))
+        token = tgt[:, t]
+    torch.testing.assert_close(out, torch.stack(steps, 1))
