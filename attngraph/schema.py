@@ -13,6 +13,7 @@ from .resolve import TimeAxis
 from .scopes.base import SCOPES
 from .spec.document import BLOCK_PARAM_TYPES, SECTIONS
 from .spec.params import Param
+from .training.config import _CURRICULUM_SCHEMA, _NESTED, _STOP_SCHEMA, SCHEDULE_SCHEMAS, SCHEMA
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -48,6 +49,24 @@ def _decl(either: tuple[str, ...], time: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": {**props, "time": time}, "additionalProperties": False}
 
 
+def _closed(params: dict[str, Param], description: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "object", "description": description, "properties": {**extra, **_properties(params)},
+            "required": [n for n, p in params.items() if p.required], "additionalProperties": False}
+
+
+def _train() -> dict[str, Any]:
+    """The ``train:`` section: its keys, each schedule kind, ``stop`` and ``curriculum``."""
+    schedules = [_closed(params, f"schedule {kind}", kind={"const": kind}) | {"required": ["kind", *(
+        n for n, p in params.items() if p.required)]} for kind, params in SCHEDULE_SCHEMAS.items()]
+    props = _properties({k: p for k, p in SCHEMA.items() if k not in _NESTED})
+    props["schedule"] = {"description": SCHEMA["schedule"].doc,
+                         "anyOf": [{"enum": [k for k, p in SCHEDULE_SCHEMAS.items()
+                                             if not any(q.required for q in p.values())]}, *schedules]}
+    props["stop"] = _closed(_STOP_SCHEMA, SCHEMA["stop"].doc)
+    props["curriculum"] = _closed(_CURRICULUM_SCHEMA, SCHEMA["curriculum"].doc)
+    return {"type": "object", "properties": props, "additionalProperties": False}
+
+
 def json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a spec, with one alternative per component and scope kind."""
     nodes = [_node(k, c, False) for k, c in sorted(REGISTRY.items())]
@@ -74,6 +93,7 @@ def json_schema() -> dict[str, Any]:
         "targets": {**named, "additionalProperties": _decl(("size", "classes", "points_to"), {"type": "boolean"})},
         "model": {"$ref": "#/$defs/body"},
         "outputs": {**named, "additionalProperties": output},
+        "train": _train(),
     }
     for name, (_, _, doc) in SECTIONS.items():
         props.setdefault(name, {"type": "object"})["description"] = doc

@@ -5,6 +5,7 @@ from attngraph.components import LIBRARIES, LOSSES, REGISTRY
 from attngraph.scopes import SCOPES
 from attngraph.spec.params import Param
 from attngraph.tasks import TASKS
+from attngraph.training.config import _CURRICULUM_SCHEMA, _NESTED, _STOP_SCHEMA, SCHEDULE_SCHEMAS, SCHEMA
 
 
 def _param_lines(params: dict[str, Param]) -> list[str]:
@@ -17,6 +18,8 @@ def _param_lines(params: dict[str, Param]) -> list[str]:
 
 
 def describe_kind(kind: str) -> str | None:
+    if kind == "train":
+        return describe_train()
     cls = REGISTRY.get(kind) or SCOPES.get(kind)
     if cls is None:
         found = [text for text in (describe_task(kind), describe_library(kind)) if text]  # both: e.g. arithmetic
@@ -36,6 +39,20 @@ def describe_task(name: str) -> str | None:
         return None
     lines = [f"{name} (task): {cls.doc}", f"  metrics: {', '.join(cls.metric_names)}", *_param_lines(cls.params)]
     lines.append("    eval  a mapping of the parameters above to change for evaluation data; optional.")
+    return "\n".join(lines)
+
+
+def describe_train() -> str:
+    """The ``train:`` section's keys, the schedule kinds and the ``stop`` and ``curriculum`` mappings."""
+    lines = ["train (section): how the model is trained, e.g. train: {optimizer: adam, lr: 1e-3, batch: 32}",
+             *_param_lines({k: p for k, p in SCHEMA.items() if k not in _NESTED})]
+    lines.append(f"  schedule: a kind, or {{kind: KIND, ...}}; default constant. {SCHEMA['schedule'].doc}")
+    for kind, params in SCHEDULE_SCHEMAS.items():
+        lines.append(f"    {kind}" + ("" if params else " (no settings)"))
+        lines += ["    " + line for line in _param_lines(params)]
+    for key, params in (("stop", _STOP_SCHEMA), ("curriculum", _CURRICULUM_SCHEMA)):
+        lines.append(f"  {key}: a mapping; optional. {SCHEMA[key].doc}")
+        lines += ["  " + line for line in _param_lines(params)]
     return "\n".join(lines)
 
 
@@ -65,6 +82,8 @@ def describe_all() -> str:
     blocks += [describe_library(k) + "\n" for k in sorted(LIBRARIES)]
     blocks.append("== losses (outputs: {from: NODE, loss: NAME}) ==")
     blocks += [f"{name}: {loss.doc}" for name, loss in LOSSES.items()]
+    blocks.append("\n== train ==")
+    blocks.append(describe_train())
     return "\n".join(blocks)
 
 

@@ -41,7 +41,7 @@ def test_valid_section_becomes_a_config(tmp_path):
      "{file}:14:28: train.schedule.warmpu: unknown key 'warmpu' for schedule cosine (did you mean 'warmup'?)"),
     ("  schedule: {kind: exponential}\n",
      "{file}:14:20: train.schedule.kind: unknown value 'exponential': expected one of constant, linear_warmup, "
-     "cosine, step"),
+     "cosine, inverse_sqrt, step"),
     ("  stop: {metric: bit_errors, below: 1, above: 2}\n",
      "{file}:14:9: train.stop: give exactly one of 'below' and 'above' (e.g. {metric: bits_per_seq, below: 0.1})"),
     ("  curriculum: {param: length, start: [1, 2], end: 3, steps: 10}\n",

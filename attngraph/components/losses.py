@@ -98,7 +98,11 @@ class Huber(_SameSize):
 
 
 class CrossEntropy(Loss):
-    name, doc, target_kind = "cross_entropy", "softmax cross-entropy on logits over classes (predict: argmax)", "classes"
+    name, target_kind = "cross_entropy", "classes"
+    doc = ("softmax cross-entropy on logits over classes (predict: argmax); label_smoothing: ε trains towards "
+           "(1 − ε)·one-hot + ε·uniform (Szegedy et al. 2016; ε = 0.1 in Vaswani et al. 2017)")
+    options = {"label_smoothing": Param(Float(0.0, 1.0), 0.0,
+                                        "cross_entropy: ε, the probability mass spread evenly over the classes")}
 
     def check(self, pred, target):
         super().check(pred, target)
@@ -116,9 +120,19 @@ class CrossEntropy(Loss):
             raise ShapeError(f"size mismatch: the prediction scores {pred.size} classes but the target has "
                              f"{target.size}")
 
-    def elementwise(self, pred, target):
-        return F.cross_entropy(pred.movedim(-1, 1), target, reduction="none") if pred.dim() == 3 else \
+    def elementwise(self, pred, target, label_smoothing: float = 0.0):
+        """pred (B, [T,] K) logits, target (B, [T]) -> (1 − ε)·(−log p_y) + ε·mean_k(−log p_k) (B, [T]).
+
+        A pointer's scores give padded positions the dtype's minimum (see components/attention.py): those
+        are not classes, so the uniform part averages over the other positions."""
+        nll = F.cross_entropy(pred.movedim(-1, 1), target, reduction="none") if pred.dim() == 3 else \
             F.cross_entropy(pred, target, reduction="none")
+        if not label_smoothing:
+            return nll
+        logp = torch.log_softmax(pred, -1)
+        real = pred > torch.finfo(pred.dtype).min  # (B, [T,] K): every class, or a pointer's valid positions
+        uniform = -(logp * real).sum(-1) / real.sum(-1).clamp_min(1)
+        return (1.0 - label_smoothing) * nll + label_smoothing * uniform
 
     def predict(self, pred):
         return pred.argmax(-1)

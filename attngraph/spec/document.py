@@ -40,6 +40,7 @@ _BLOCK_PARAM_SCHEMA = {
     "type": Param(Choice(*BLOCK_PARAM_TYPES), doc="parameter type"),
     "default": Param(Str(), None, "default value"),
     "doc": Param(Str(), "", "what the parameter does"),
+    "choices": Param(Str(), None, "a str parameter's allowed values, a list, e.g. [pre, post]"),
 }
 
 
@@ -196,15 +197,29 @@ def _block_schema(block: Node, file: Path, diags: Diagnostics) -> dict[str, Para
         if not decl.is_map:
             diags.error(decl.pos, f"params.{name}", "declare a block parameter as {type: int, default: ...}")
             continue
-        spec = check_mapping(decl, _BLOCK_PARAM_SCHEMA, f"params.{name}", diags, "a block parameter")
+        spec = check_mapping(decl, _BLOCK_PARAM_SCHEMA, f"params.{name}", diags, "a block parameter", skip=("choices",))
         ptype = BLOCK_PARAM_TYPES.get(spec["type"]) if spec["type"] is not INVALID else None
         if ptype is None:
             continue
+        if "choices" in decl.value:  # an invalid list is reported and the parameter keeps its plain type
+            ptype = _choices(decl, name, spec["type"], diags) or ptype
         default = spec["default"]
         if "default" in decl.value:
             default = ptype.check(decl.value["default"], f"params.{name}.default", diags)
         schema[name] = Param(ptype, default if "default" in decl.value else Param(ptype).default, spec["doc"])
     return schema
+
+
+def _choices(decl: Node, name: str, kind: str, diags: Diagnostics) -> Choice | None:
+    """The Choice type of a str block parameter declared with ``choices: [a, b, ...]`` (None: reported)."""
+    node, path = decl.value["choices"], f"params.{name}.choices"
+    if kind != "str":
+        diags.error(node.pos, path, f"choices apply to a str parameter, not to type {kind}", "set type: str")
+        return None
+    if not node.is_list or not node.value or not all(isinstance(v.value, str) for v in node.value):
+        diags.error(node.pos, path, "expected a non-empty list of names, e.g. [pre, post]")
+        return None
+    return Choice(*(v.value for v in node.value))
 
 
 def _substitute(node: Node, values: dict, raw: dict, schema: dict[str, Param], depth: int,

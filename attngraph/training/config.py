@@ -12,6 +12,8 @@ Validated like every other section (located errors, did-you-mean) into a frozen 
       clip_norm: 10
       gradient_noise: 0.01      # Neelakantan et al. 2015: N(0, η / (1 + t)^0.55) added to every gradient
       schedule: {kind: cosine, warmup: 100}
+      precision: bf16           # fp32 | bf16 | fp16: autocast (fp16 with a gradient scaler)
+      accumulate: 4             # each step sums the gradients of 4 micro-batches of batch / 4 sequences
       eval_batches: 16          # each evaluation: 16 batches ...
       eval_batch: 64            # ... of 64 sequences (default: the training batch)
       stop: {metric: bits_per_seq, below: 0.1}
@@ -65,7 +67,7 @@ class Schedule:
     """Learning-rate schedule; see :func:`attngraph.training.optim.lr_at` for the closed forms."""
 
     kind: str = "constant"
-    warmup: int = 0       # steps of linear warm-up (linear_warmup, cosine)
+    warmup: int = 0       # steps of linear warm-up (linear_warmup, cosine, inverse_sqrt)
     min_lr: float = 0.0   # the floor cosine decays to
     every: int = 1        # step: multiply by gamma every this many steps
     gamma: float = 0.1
@@ -76,6 +78,8 @@ SCHEDULE_SCHEMAS: dict[str, dict[str, Param]] = {
     "linear_warmup": {"warmup": Param(Int(1), doc="steps over which the rate rises linearly to lr")},
     "cosine": {"warmup": Param(Int(0), 0, "steps of linear warm-up before the decay"),
                "min_lr": Param(Float(0.0), 0.0, "the rate at the last step")},
+    "inverse_sqrt": {"warmup": Param(Int(1), doc="steps of linear warm-up to lr, then lr·√(warmup / step) "
+                                                 "(Vaswani et al. 2017, §5.3)")},
     "step": {"every": Param(Int(1), doc="steps between decays"),
              "gamma": Param(Float(0.0, 1.0, open_min=True), 0.1, "factor applied at each decay")},
 }
@@ -133,8 +137,11 @@ class TrainConfig:
     max_params: int = 50_000_000
     seed: int = 0
     compile: bool = False
+    precision: str = "fp32"
+    accumulate: int = 1
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
 _D = TrainConfig()
 SCHEMA: dict[str, Param] = {
     "optimizer": Param(Choice(*OPTIMIZERS), _D.optimizer, "adam, adamw, sgd or rmsprop"),
@@ -152,7 +159,8 @@ SCHEMA: dict[str, Param] = {
     "gradient_noise": Param(Float(0.0, open_min=True), None, "η: add N(0, η / (1 + t)^γ) to every gradient element "
                             "at step t, before clipping (Neelakantan et al. 2015; they try 0.01, 0.3, 1)"),
     "gradient_noise_decay": Param(Float(0.0), _D.gradient_noise_decay, "γ, the decay of the gradient noise's variance"),
-    "schedule": Param(Str(), "constant", "learning-rate schedule: {kind: constant|linear_warmup|cosine|step, ...}"),
+    "schedule": Param(Str(), "constant",
+                      "learning-rate schedule: {kind: constant|linear_warmup|cosine|inverse_sqrt|step, ...}"),
     "checkpoint_every": Param(Int(1), _D.checkpoint_every, "steps between checkpoints/last.safetensors"),
     "eval_every": Param(Int(1), _D.eval_every, "steps between evaluations"),
     "eval_batches": Param(Int(1), _D.eval_batches, "batches of the eval task per evaluation"),
@@ -166,6 +174,10 @@ SCHEMA: dict[str, Param] = {
     "max_params": Param(Int(1), _D.max_params, "refuse to train a larger model"),
     "seed": Param(Int(0), _D.seed, "seeds the model's initialisation and the training data"),
     "compile": Param(Bool(), _D.compile, "run the model through torch.compile"),
+    "precision": Param(Choice(*PRECISIONS), _D.precision, "fp32; bf16 or fp16: the forward pass under autocast "
+                       "(parameters, optimiser and losses stay fp32), fp16 with a dynamic gradient scaler"),
+    "accumulate": Param(Int(1), _D.accumulate, "k: each optimiser step adds the gradients of k micro-batches of "
+                        "batch / k sequences (the mean of their losses): the memory of a smaller batch"),
 }
 _NESTED = ("schedule", "stop", "curriculum")  # mappings validated by their own schemas below
 _STOP_SCHEMA = {
@@ -203,6 +215,7 @@ def check_train(node: Node, diags: Diagnostics, ir: Any = None) -> TrainConfig |
     if "gradient_noise_decay" in node.value and "gradient_noise" not in node.value:
         diags.error(node.key_pos["gradient_noise_decay"], "train.gradient_noise_decay",
                     "'gradient_noise_decay' applies only with gradient_noise", "set train.gradient_noise: η as well")
+    _check_accumulate(node, values, diags)
     if "schedule" in node.value:
         values["schedule"] = _check_schedule(node.value["schedule"], diags)
     else:
@@ -223,6 +236,13 @@ def _check_finite(node: Node, values: dict[str, Any], diags: Diagnostics) -> Non
         if isinstance(value, float) and not math.isfinite(value):
             diags.error(node.value[key].pos, f"train.{key}", f"{node.value[key].text or value} is not a finite number")
             values[key] = INVALID
+
+
+def _check_accumulate(node: Node, values: dict[str, Any], diags: Diagnostics) -> None:
+    k, batch = values["accumulate"], values["batch"]
+    if k is not INVALID and batch is not INVALID and batch % k:
+        diags.error(node.key_pos["accumulate"], "train.accumulate", f"train.batch = {batch} does not split into {k} "
+                    "equal micro-batches", f"use a batch that is a multiple of {k}")
 
 
 def _check_schedule(node: Node, diags: Diagnostics) -> Schedule | Any:

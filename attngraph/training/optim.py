@@ -31,6 +31,9 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     - linear_warmup: ``lr * min(1, (step + 1) / warmup)``
     - cosine: linear warm-up over ``warmup`` steps, then
       ``min_lr + (lr - min_lr) * (1 + cos(pi * (step - warmup) / (steps - warmup))) / 2``
+    - inverse_sqrt: ``lr * min((step + 1) / warmup, sqrt(warmup / (step + 1)))``: Vaswani et al.'s (2017, §5.3)
+      ``d_model^-0.5 * min(n^-0.5, n * warmup^-1.5)`` at update n = step + 1, with lr = (d_model · warmup)^-0.5
+      its peak, reached at n = warmup
     - step: ``lr * gamma ** (step // every)``
     """
     s = cfg.schedule
@@ -43,6 +46,9 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
             return cfg.lr * (step + 1) / s.warmup
         progress = min(1.0, (step - s.warmup) / max(1, cfg.steps - s.warmup))
         return s.min_lr + (cfg.lr - s.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if s.kind == "inverse_sqrt":
+        n = step + 1
+        return cfg.lr * min(n / s.warmup, math.sqrt(s.warmup / n))
     if s.kind == "step":
         return cfg.lr * s.gamma ** (step // s.every)
     raise ValueError(f"unknown schedule '{s.kind}'")

@@ -51,6 +51,7 @@ from .distributed import World, init, rank_seed
 from .evaluate import better, evaluate, main_metric, to_device
 from .optim import add_gradient_noise, curriculum_value, lr_at, make_optimizer
 from .outdir import RunDirError, RunLock, check_out, default_run_dir, prepare
+from .precision import autocast, make_scaler, micro_batches, to_fp32
 from .progress import Progress
 from .rundir import (
     EventLog,
@@ -139,6 +140,9 @@ class Trainer:
                 raise TrainingError(f"train.{key} = {size} does not split evenly over {self.world.size} processes "
                                     f"(use a multiple of {self.world.size})")
         self.local_batch = self.cfg.batch // self.world.size
+        if self.local_batch % self.cfg.accumulate:
+            raise TrainingError(f"train.accumulate = {self.cfg.accumulate} does not split the {self.local_batch} "
+                                f"sequences of each of the {self.world.size} processes into equal micro-batches")
         self.device = init(self.world, device)  # joins the process group when distributed
         if out is None:  # every rank must agree on the directory: rank 0's clock names it
             when = self.world.broadcast_int(int(time.time()), self.device)
@@ -196,6 +200,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = DistributedDataParallel(self.eval_forward, device_ids=ids)
         self.optimizer = make_optimizer(self.model.parameters(), cfg)
+        self.scaler = make_scaler(cfg.precision, self.device)  # fp16 only
         self.batch_gen = torch.Generator().manual_seed(rank_seed(cfg.seed, self.world.rank))
         self.step, self.sequences, self.seconds, self.skipped, self.skipped_run = 0, 0, 0.0, 0, 0
         self.loss_sum, self.loss_count, self.log_sum, self.log_count = 0.0, 0, 0.0, 0
@@ -291,6 +296,8 @@ class Trainer:
         self.loss_sum, self.loss_count = meta["loss_sum"], meta["loss_count"]
         self.log_sum, self.log_count = meta.get("log_sum", 0.0), meta.get("log_count", 0)
         self.skipped_run = meta.get("skipped_run", 0)
+        if self.scaler is not None and meta.get("scaler"):
+            self.scaler.load_state_dict(meta["scaler"])
         self.say(f"resumed from {path} at step {self.step}")
 
     def _check_same_spec(self, path: Path, meta: dict[str, Any]) -> None:
@@ -316,6 +323,7 @@ class Trainer:
                 "loss_sum": self.loss_sum, "loss_count": self.loss_count, "log_sum": self.log_sum,
                 "log_count": self.log_count, "skipped_run": self.skipped_run, "seed": self.cfg.seed, "config_hash": self.hash,
                 "resume_hash": self.resume_hash,
+                **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
                 **({"init": self.init_info} if self.init_info is not None else {})}
 
     def save(self, name: str) -> Path:
@@ -413,7 +421,11 @@ class Trainer:
                                      self.step + 1)
             else:
                 try:
-                    self.optimizer.step()
+                    if self.scaler is not None:  # skips the update if a gradient overflowed, and adapts the scale
+                        self.scaler.step(self.optimizer)
+                        self.scaler.update()
+                    else:
+                        self.optimizer.step()
                 except RuntimeError as err:  # adam: lr / bias correction beyond float32
                     if "overflow" not in str(err):
                         raise
@@ -447,26 +459,36 @@ class Trainer:
                            self.last_metrics, self.skipped)
 
     def _gradients(self, task: Task) -> tuple[float, str | None]:
-        """Draw a batch, compute the loss and its gradients (noised and clipped as configured). Returns the loss
-        value and what was not finite: None, "loss" or "a gradient"."""
+        """Draw a batch, compute the loss and its gradients into ``.grad`` (``train.accumulate`` micro-batches,
+        ``train.precision``, see :mod:`attngraph.training.precision`; noised and clipped as configured). Returns the
+        loss value (the mean over the micro-batches) and what was not finite: None, "loss" or "a gradient". With
+        fp16's gradient scaler an overflowing gradient is not reported: the scaler skips that update itself."""
         cfg = self.cfg
         batch = to_device(task.sample(self.local_batch, self.batch_gen), self.device)
-        loss, value = self._loss(batch)
-        if not math.isfinite(value):
-            return value, "loss"
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        parts = micro_batches(batch, cfg.accumulate)
+        total = 0.0
+        for part in parts:
+            loss, value = self._loss(part)
+            if not math.isfinite(value):
+                self.optimizer.zero_grad(set_to_none=True)
+                return value, "loss"
+            loss = loss / len(parts) if len(parts) > 1 else loss
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            total += value
+        if self.scaler is not None:  # the true gradients, before noise and clipping
+            self.scaler.unscale_(self.optimizer)
         if cfg.gradient_noise is not None:  # before clipping (as TensorFlow's optimize_loss does it)
             add_gradient_noise(self.model.parameters(), self.step, cfg)
         if cfg.clip_value is not None:
             torch.nn.utils.clip_grad_value_(self.model.parameters(), cfg.clip_value)
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if not all_finite(grads):  # clip_grad_norm_ would spread one inf over every gradient as NaN
+        if self.scaler is None and not all_finite(grads):  # clip_grad_norm_ would spread one inf over every gradient
             self.optimizer.zero_grad(set_to_none=True)
-            return value, "a gradient"
+            return total / len(parts), "a gradient"
         if cfg.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
-        return value, None
+        return total / len(parts), None
 
     def _rng_snapshot(self) -> tuple[Any, ...]:
         return torch.get_rng_state(), self.batch_gen.get_state(), random.getstate()
@@ -490,7 +512,10 @@ class Trainer:
         """The loss to differentiate and the global loss value. Distributed: each sum is divided by the
         count of all ranks (times the world size, as DDP averages gradients), so the gradient is that of
         the whole global batch; Ctrl-C on any rank travels in the same all-reduce, so all ranks stop together."""
-        outputs = self.forward(batch)
+        with autocast(self.cfg.precision, self.device):
+            outputs = self.forward(batch)
+        if self.cfg.precision != "fp32":
+            outputs = to_fp32(outputs)
         if not self.world.distributed:
             loss, _ = self.model.loss(outputs, batch)
             return loss, float(loss.detach())
