@@ -4,11 +4,13 @@ Every shipped spec (gallery entries and examples) is resolved, written back as Y
 the parameters (names and shapes), the outputs with their losses, weights and options, the targets and the
 task must all come out as from the original.
 """
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+import attngraph
 from attngraph import api
 from attngraph.resolved import resolved
 
@@ -48,3 +50,16 @@ def test_the_round_trip_covers_what_was_lost_before():
     written as ``null`` and then refused) are all among the shipped specs."""
     text = "\n".join(yaml.safe_dump(resolved(api.load(p))) for p in SPECS)
     assert "points_to:" in text and "image:" in text and "reward:" in text and "null" not in text
+
+
+def test_every_gallery_spec_keeps_the_config_hash_it_was_trained_with():
+    """A gallery entry's runs resume and publish only while its spec's config hash stays what it was when they
+    were trained (tests/golden/gallery_config_hashes.json, recorded before cross-entropy gained label_smoothing):
+    an option added to a loss, at its default, must not change it."""
+    from attngraph.training.rundir import config_hash
+
+    golden = json.loads((Path(__file__).parent / "golden" / "gallery_config_hashes.json").read_text())
+    gallery = Path(__file__).resolve().parents[1] / "gallery"
+    assert sorted(golden) == sorted(p.parent.name for p in gallery.glob("*/spec.yaml"))
+    changed = [name for name, h in golden.items() if config_hash(attngraph.load(gallery / name / "spec.yaml")) != h]
+    assert changed == []

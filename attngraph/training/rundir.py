@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ..api import Spec
+from ..components.losses import LOSSES
 from ..resolved import resolved
 from .atomic import atomic_write
 from .config import OPTIMIZER_KEYS, SCHEDULE_SCHEMAS, SCHEMA, TrainConfig
@@ -46,10 +47,17 @@ def latest_run_dir(spec: Spec, root: Path = Path("runs")) -> Path | None:
 def config_hash(spec: Spec) -> str:
     """SHA-256 of the resolved spec (model, task and train sections), to notice a changed spec on resume.
     ``train.compile`` is left out: it changes how fast the same math runs, not the math, so a run may be
-    resumed with it switched on or off (and published from the spec without it)."""
+    resumed with it switched on or off (and published from the spec without it). So is every loss option at its
+    default: a loss that gains an option (cross-entropy's ``label_smoothing``) keeps the hashes of the runs
+    trained before it, since at its default it computes what the loss computed then."""
     data = resolved(spec)
     if isinstance(data.get("train"), dict):
         data["train"] = {k: v for k, v in data["train"].items() if k != "compile"}
+    for out in data.get("outputs", {}).values():
+        defaults = LOSSES[out["loss"]].options if out.get("loss") in LOSSES else {}
+        for key, param in defaults.items():
+            if key in out and out[key] == param.default:
+                del out[key]
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
