@@ -65,8 +65,10 @@ class Entry:
 
 
 def entry_names(root: Path | None = None) -> list[str]:
+    """The entries of the gallery at ``root``: its folders with a results file, hidden ones left out (a publish
+    killed mid-way leaves its ``.NAME.new-*`` staging copy there)."""
     root = root or gallery_root()
-    return sorted(p.parent.name for p in root.glob(f"*/{RESULTS}"))
+    return sorted(p.parent.name for p in root.glob(f"*/{RESULTS}") if not p.parent.name.startswith("."))
 
 
 def load_entry(name: str, root: Path | None = None) -> Entry:

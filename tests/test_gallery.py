@@ -254,3 +254,10 @@ def test_by_length_refuses_a_task_that_does_not_measure_it(entry, tmp_path):
 
     with pytest.raises(GalleryError, match="tiny-copy: task 'copy' does not measure accuracy by length"):
         by_length(["tiny-copy"], tmp_path / "x.png", say=lambda _: None)
+
+
+def test_a_staging_copy_left_by_a_killed_publish_is_not_an_entry(entry):
+    """kill -9 during publish leaves the hidden copy it was building beside the entry: it is not listed."""
+    folder, _ = entry
+    shutil.copytree(folder, folder.parent / f".{folder.name}.new-abc123")
+    assert entry_names(folder.parent) == [folder.name]
