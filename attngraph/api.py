@@ -1,4 +1,9 @@
-"""The Python API: ``check``, ``load`` and ``build``."""
+"""The Python API: ``check``, ``load``, ``build`` and ``pretrained``.
+
+    >>> spec = attngraph.load("ntm-copy")              # a gallery entry's spec, by name (or any spec file)
+    >>> model = attngraph.pretrained("ntm-copy")       # built, with the entry's shipped weights, in eval mode
+    >>> meta = model.load_checkpoint("runs/my-run")    # or any run's checkpoint (a file or a run directory)
+"""
 from __future__ import annotations
 
 import importlib
@@ -50,8 +55,22 @@ def load_plugins(imports: list[str] = ()) -> None:
             _loaded_plugins.add(module)
 
 
+def spec_file(spec: str | Path) -> Path:
+    """Where a spec is read from: ``spec`` itself when it is a file, else ``gallery/NAME/spec.yaml`` when it is
+    the bare name (no ``/``) of a gallery entry, else ``spec`` as given (reading it then says what is wrong)."""
+    from .gallery import gallery_root
+
+    path = Path(spec)
+    entry = gallery_root() / str(spec) / "spec.yaml"
+    if path.is_file() or "/" in str(spec) or not entry.is_file():
+        return path
+    return entry
+
+
 def check(path: str | Path, overrides: list[str] = ()) -> tuple[Spec | None, list[Diagnostic]]:
-    """Validate a spec; returns the Spec (None if it has errors) and every diagnostic, sorted."""
+    """Validate a spec (a file, or a gallery entry's name: see :func:`spec_file`); returns the Spec (None if it
+    has errors) and every diagnostic, sorted."""
+    path = spec_file(path)
     diags = Diagnostics()
     tree = read_spec(path, diags, list(overrides))
     ir = None
@@ -80,7 +99,8 @@ def _check_sections(tree: Node, diags: Diagnostics, ir: IR | None) -> dict[str, 
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> Spec:
-    """Load and validate a spec. Raises :class:`SpecError` listing every error."""
+    """Load and validate a spec: a file, or a gallery entry's name (``attngraph.load("ntm-copy")``, as the CLI
+    reads it). Raises :class:`SpecError` listing every error."""
     spec, report = check(path, overrides)
     if spec is None:
         raise SpecError([d for d in report if d.severity == "error"])
@@ -94,3 +114,22 @@ def build(spec: Spec | str | Path):
     if not isinstance(spec, Spec):
         spec = load(spec)
     return CompiledModel(spec.ir)
+
+
+def pretrained(name: str, overrides: list[str] = ()):
+    """The trained model of gallery entry ``name``: its spec built and its shipped checkpoint loaded, in eval
+    mode. ``overrides`` may change what does not change the parameters (e.g. ``task.eval.length=[40, 40]``).
+    An unknown name raises :class:`SpecError` listing the entries (closest first)."""
+    from .gallery import entry_names, gallery_root
+
+    weights = gallery_root() / name / "checkpoint.safetensors"
+    if "/" in name or not weights.is_file():
+        import difflib
+
+        names = entry_names()
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else f"the entries: {', '.join(names)}"
+        raise SpecError([Diagnostic(Pos(name), "", f"no gallery entry named '{name}' with a checkpoint", hint)])
+    model = build(load(gallery_root() / name / "spec.yaml", overrides))
+    model.load_checkpoint(weights)
+    return model.eval()

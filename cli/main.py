@@ -54,11 +54,12 @@ def spec_options(fn: Callable) -> Callable:
 
 
 def gallery_spec(spec: str) -> Path | None:
-    """gallery/SPEC/spec.yaml when SPEC is a bare name (no '/') of a gallery entry, else None."""
-    from attngraph.gallery import gallery_root
+    """gallery/SPEC/spec.yaml when SPEC is a bare name (no '/') of a gallery entry, else None (the lookup of
+    :func:`attngraph.api.spec_file`, which ``attngraph.load`` shares)."""
+    from attngraph.api import spec_file
 
-    candidate = gallery_root() / spec / "spec.yaml"
-    return candidate if "/" not in spec and candidate.is_file() else None
+    found = spec_file(spec)
+    return None if found == Path(spec) else found
 
 
 def _spec_path(ctx: click.Context, param: click.Parameter, value: str) -> Path:

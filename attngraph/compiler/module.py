@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -63,6 +64,22 @@ class CompiledModel(nn.Module):
         for key, value in self.__dict__.items():
             new.__dict__[key] = copy.deepcopy(value, memo)
         return new
+
+    def load_checkpoint(self, path: str | Path) -> dict:
+        """Load the parameters of an attngraph checkpoint: a ``.safetensors`` file written by ``attngraph train``
+        or shipped with a gallery entry, or a run directory (its ``checkpoints/best.safetensors``, else
+        ``last``). Returns the checkpoint's metadata (step, metrics, ...). A missing, torn or foreign checkpoint
+        raises :class:`attngraph.training.checkpoint.CheckpointError` saying which."""
+        from ..training.checkpoint import CheckpointError, load_weights
+
+        path = Path(path)
+        if path.is_dir():
+            found = [path / "checkpoints" / f"{n}.safetensors" for n in ("best", "last")]
+            path = next((p for p in found if p.is_file()), None)
+            if path is None:
+                raise CheckpointError(f"{found[0].parent.parent} holds no checkpoints/best.safetensors or "
+                                      "last.safetensors")
+        return load_weights(self, path)
 
     def compile_steps(self, compiler: Callable[[Callable], Callable] | None = None) -> int:
         """Run the body of every loop (one without nested loops) through ``compiler``, by default
