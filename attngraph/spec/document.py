@@ -4,7 +4,9 @@ Top-level sections are registered in :data:`SECTIONS` (later features add ``task
 """
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable
+from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ from .yamlload import Node, load_yaml
 VERSION = 1
 BROKEN = "<broken include>"  # the kind of an include that failed: reported once, then silently unresolvable
 MAX_FILE_BYTES = 4_000_000
+MAX_INCLUDES = 1_000  # block files expanded for one spec, over every level: a fan-out of 10 per level and 5
+# levels is 100,000 expansions, minutes of work from a few KB of files
 SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
 
 # section name -> (required, checker(node, diags) -> value, one-line doc)
@@ -59,7 +63,8 @@ def read_spec(path: str | Path, diags: Diagnostics, overrides: list[str] = ()) -
     _check_version(root, Path(path), diags)
     model = root.get("model")
     if model is not None:
-        expand_includes(model, "model", Path(path), diags, [Path(path).resolve()])
+        expansion = Expansion((Path(path).resolve().parent, SPECS_DIR))
+        expand_includes(model, "model", Path(path), diags, [Path(path).resolve()], expansion)
     return root
 
 
@@ -79,13 +84,23 @@ def _check_sections(root: Node, path: Path, diags: Diagnostics) -> None:
 
 
 def read_file(path: Path, diags: Diagnostics) -> Node | None:
+    """The YAML tree of ``path``: a regular file of at most ``MAX_FILE_BYTES``, checked before it is opened (a
+    FIFO would block the open, ``/dev/zero`` never ends) and again while it is read (a file that grows)."""
     try:
-        data = path.read_bytes()
-    except OSError as err:
-        diags.error(Pos(str(path)), "", f"cannot read the file: {err.strerror or err}")
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            diags.error(Pos(str(path)), "", f"not a regular file ({_file_type(info.st_mode)}): a spec is a .yaml file")
+            return None
+        if info.st_size > MAX_FILE_BYTES:
+            diags.error(Pos(str(path)), "", f"the file is {info.st_size} bytes; a spec may have at most {MAX_FILE_BYTES}")
+            return None
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except (OSError, ValueError) as err:  # ValueError: a NUL byte in the name
+        diags.error(Pos(str(path)), "", f"cannot read the file: {getattr(err, 'strerror', None) or err}")
         return None
     if len(data) > MAX_FILE_BYTES:
-        diags.error(Pos(str(path)), "", f"the file is {len(data)} bytes; a spec may have at most {MAX_FILE_BYTES}")
+        diags.error(Pos(str(path)), "", f"the file has grown past {MAX_FILE_BYTES} bytes; a spec may have at most that")
         return None
     try:
         text = data.decode("utf-8")
@@ -93,6 +108,12 @@ def read_file(path: Path, diags: Diagnostics) -> Node | None:
         diags.error(Pos(str(path)), "", f"the file is not UTF-8 text (byte {err.start})")
         return None
     return load_yaml(text, str(path), diags)
+
+
+def _file_type(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a plain file")
 
 
 def _check_version(root: Node, path: Path, diags: Diagnostics) -> None:
@@ -106,20 +127,38 @@ def _check_version(root: Node, path: Path, diags: Diagnostics) -> None:
                     f"this attngraph reads version {VERSION}")
 
 
-def _find_block(name: str, here: Path) -> Path | None:
+@dataclass
+class Expansion:
+    """What the includes of one spec may read, and how many they have read: block files must lie (symlinks
+    followed) under ``roots``, the spec's own folder and the standard specs folder; at most ``MAX_INCLUDES``."""
+
+    roots: tuple[Path, ...]
+    count: int = 0
+
+    def inside(self, candidate: Path) -> bool:
+        where = candidate.resolve()
+        return any(where.is_relative_to(root.resolve()) for root in self.roots)
+
+
+def _find_block(name: str, here: Path, expansion: Expansion) -> tuple[Path | None, bool]:
     """The block file ``name`` next to ``here`` or in the standard specs folder (as written, not resolved,
-    so that diagnostics in it name it the way the spec's own path was given)."""
+    so that diagnostics in it name it the way the spec's own path was given), and whether one was found only
+    outside the folders includes may read (it is then not returned, and not read)."""
+    outside = False
     for base in (here.parent, SPECS_DIR):
         candidate = base / name
         try:
             if candidate.is_file():
-                return candidate
+                if expansion.inside(candidate):
+                    return candidate, False
+                outside = True
         except (OSError, ValueError):  # a name too long, or with a NUL byte
             continue
-    return None
+    return None, outside
 
 
-def expand_includes(body: Node, path: str, file: Path, diags: Diagnostics, stack: list[Path]) -> None:
+def expand_includes(body: Node, path: str, file: Path, diags: Diagnostics, stack: list[Path],
+                    expansion: Expansion) -> None:
     """Replace every ``{include: FILE, with: {...}}`` node under ``body`` by a ``group`` scope."""
     if not body.is_map:
         return
@@ -128,13 +167,14 @@ def expand_includes(body: Node, path: str, file: Path, diags: Diagnostics, stack
         if not node.is_map:
             continue
         if "include" in node.value:
-            expanded = _include(node, sub, file, diags, stack)
+            expanded = _include(node, sub, file, diags, stack, expansion)
             body.value[name] = expanded if expanded is not None else Node({"kind": Node(BROKEN, node.pos)}, node.pos)
         elif "body" in node.value:
-            expand_includes(node.value["body"], f"{sub}.body", file, diags, stack)
+            expand_includes(node.value["body"], f"{sub}.body", file, diags, stack, expansion)
 
 
-def _include(node: Node, path: str, file: Path, diags: Diagnostics, stack: list[Path]) -> Node | None:
+def _include(node: Node, path: str, file: Path, diags: Diagnostics, stack: list[Path],
+             expansion: Expansion) -> Node | None:
     for key in node.value:
         if key not in ("include", "with"):
             diags.error(node.key_pos[key], f"{path}.{key}", f"unknown key '{key}' for an include",
@@ -147,7 +187,11 @@ def _include(node: Node, path: str, file: Path, diags: Diagnostics, stack: list[
         diags.error(target.pos, f"{path}.include", f"'{target.value}' is not a relative path to a .yaml block file",
                     "includes are looked up next to the spec and in specs/, e.g. blocks/ntm.yaml")
         return None
-    found = _find_block(target.value, file)
+    found, outside = _find_block(target.value, file, expansion)
+    if outside:
+        diags.error(target.pos, f"{path}.include", f"block file '{target.value}' is outside the folders includes may "
+                    "read", f"a block lies under the spec's folder or {SPECS_DIR} (symlinks followed)")
+        return None
     if found is None:
         diags.error(target.pos, f"{path}.include", f"block file '{target.value}' not found",
                     f"looked next to {file.name} and in {SPECS_DIR}")
@@ -155,6 +199,12 @@ def _include(node: Node, path: str, file: Path, diags: Diagnostics, stack: list[
     if found.resolve() in stack:
         chain = " -> ".join(p.name for p in [*stack[stack.index(found.resolve()):], found])
         diags.error(target.pos, f"{path}.include", f"include cycle: {chain}")
+        return None
+    expansion.count += 1
+    if expansion.count > MAX_INCLUDES:
+        if expansion.count == MAX_INCLUDES + 1:  # said once, where the budget ran out
+            diags.error(target.pos, f"{path}.include", f"more than {MAX_INCLUDES} block files included in all",
+                        "includes fan out: each include of a block that includes others multiplies them")
         return None
     block = read_file(found, diags)
     if block is None or not block.is_map:
@@ -177,7 +227,7 @@ def _include(node: Node, path: str, file: Path, diags: Diagnostics, stack: list[
     given = {k: v for k, v in values.items() if v is not INVALID}
     raw = {k: args.value[k] for k in args.value if k in given}
     _substitute(body, given, raw, schema, depth=1, diags=diags)
-    expand_includes(body, f"{path}.body", found, diags, [*stack, found.resolve()])
+    expand_includes(body, f"{path}.body", found, diags, [*stack, found.resolve()], expansion)
     group = {"kind": Node("group", node.pos, "group"), "body": body}
     output = block.get("output")
     if output is not None:
