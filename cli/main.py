@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -401,10 +402,14 @@ def _launch(nproc: int) -> int:
             skip = True
         elif not arg.startswith("--nproc="):
             args.append(arg)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+    # the launcher and its workers start with `python -m`, which would put the working folder first on sys.path:
+    # a yaml.py (or torch.py) lying there would run in every worker. -P / PYTHONSAFEPATH (Python 3.11+) keep
+    # it out; attngraph itself is found where it is installed.
+    safe = ["-P"] if sys.version_info >= (3, 11) else []
+    command = [sys.executable, *safe, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "attngraph", *args]
     try:
-        return subprocess.call(command)
+        return subprocess.call(command, env=dict(os.environ, PYTHONSAFEPATH="1"))
     except KeyboardInterrupt:  # torchrun passes Ctrl-C on to the workers, which save and stop
         return 130
 

@@ -139,3 +139,20 @@ def test_eval_batch_must_split_evenly(tmp_path):
     with pytest.raises(TrainingError,
                        match=r"train.eval_batch = 5 does not split evenly over 2 processes \(use a multiple of 2\)"):
         Trainer(attngraph.load(spec), tmp_path / "run", world=World(rank=0, size=2))
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="-P and PYTHONSAFEPATH need Python 3.11")
+def test_nproc_workers_do_not_import_modules_from_the_working_folder(tmp_path):
+    """A yaml.py in the folder `attngraph train --nproc 2` runs in was imported by both workers (python -m put the
+    working folder first on sys.path); it must not run in the launcher nor in any worker."""
+    marker = tmp_path / "ran.txt"
+    (tmp_path / "yaml.py").write_text(f"open({str(marker)!r}, 'a').write('ran\\n')\nraise SystemExit('planted yaml.py ran')\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.replace("steps: 6", "steps: 2"))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-P", "-m", "attngraph", "train", "spec.yaml", "--out", "run", "--nproc", "2",
+               "--threads", "1", "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert not marker.exists(), done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "run" / "checkpoints" / "last.safetensors").is_file()
