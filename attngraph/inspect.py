@@ -101,9 +101,9 @@ def _image_under(model: CompiledModel, name: str) -> str | None:
     frontier, seen = [e.src for e in node.inputs.get(node.cls.mask_for or "keys", [])], set()
     while frontier:
         src = frontier.pop()
-        if id(src) in seen:
+        if src in seen:
             continue
-        seen.add(id(src))
+        seen.add(src)
         t = src.types.get("out") if src.is_input else None
         if t is not None and t.layout is not None and t.layout[0] == "image":
             return src.name

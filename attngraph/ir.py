@@ -74,7 +74,7 @@ class Edge:
         return self.ref.prev
 
     def key(self) -> tuple:
-        return (id(self.src), self.port, tuple(id(s) for s in self.into))
+        return (self.src, self.port, tuple(self.into))
 
 
 @dataclass(eq=False)
@@ -112,7 +112,7 @@ class IR:
     inputs: dict[str, NodeIR]
     targets: dict[str, VType]
     outputs: dict[str, Output]
-    order: dict[int, list[NodeIR]]  # id(frame scope) -> execution units in order
+    order: dict[ScopeIR, list[NodeIR]]  # frame scope -> execution units in order
     graph: nx.DiGraph
     edges: list[Edge]  # every resolved reference, outputs' included
     name: str = "model"
@@ -134,7 +134,7 @@ class IR:
         return out
 
     def units(self, frame: ScopeIR) -> list[NodeIR]:
-        return self.order[id(frame)]
+        return self.order[frame]
 
 
 def scope_chain(scope: ScopeIR):

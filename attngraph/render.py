@@ -81,7 +81,7 @@ def to_dot(spec: Spec | str | Path, rankdir: str = "LR") -> str:
              f"  edge [{_EDGE_ATTRS}];",
              ""]
     lines += [f"  {_node_stmt(node)}" for node in ir.inputs.values()]
-    ports = {(id(e.src), e.port) for e in ir.edges if e.src.is_scope and e.port in e.src.cls.ports
+    ports = {(e.src, e.port) for e in ir.edges if e.src.is_scope and e.port in e.src.cls.ports
              and e not in ir.ponders.values()}
     lines += _scope_lines(ir.root, depth=0, indent="  ", ports=ports)
     lines += [f"  {_output_stmt(out)}" for out in ir.outputs.values()]
@@ -212,7 +212,7 @@ def _output_stmt(out: Output) -> str:
 
 def _scope_lines(scope: ScopeIR, depth: int, indent: str, ports: set[tuple[int, str]]) -> list[str]:
     """The component nodes of ``scope`` in spec order, each nested scope as a cluster; ``ports``: the scopes'
-    own values that are read, (id(scope), port), drawn as small nodes in their cluster."""
+    own values that are read, (scope, port), drawn as small nodes in their cluster."""
     lines: list[str] = []
     for node in scope.nodes.values():
         if node.is_input:
@@ -241,7 +241,7 @@ def _cluster_lines(node: NodeIR, depth: int, indent: str, ports: set[tuple[int, 
         what = {"first": "1 at ponder step 1", "steps": "N ponder steps",
                 "cost": "KL(p ‖ prior)" if node.kind == "pondernet" else "ρ = N + R"}
         own = [f"{inner}{_port_id(node, port)} [label={_label(port, what[port])}, shape=note, fillcolor=\"#ffffff\"];"
-               for port in node.cls.ports if (id(node), port) in ports]
+               for port in node.cls.ports if (node, port) in ports]
     if node.cls.inline:
         style = 'style="rounded,dashed", color="#888888"'
         nested = depth

@@ -8,6 +8,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import networkx as nx
+from torch import nn
 
 from .components.base import REGISTRY, ShapeError, VType
 from .components.losses import LOSSES
@@ -35,7 +36,8 @@ from .spec.params import (
 )
 from .spec.yamlload import YAML11_BOOLS, Node
 
-RESERVED = {"prev", "self", "batch", "torch", "B", "t"}
+MODULE_ATTRIBUTES = frozenset(a for a in dir(nn.ModuleDict) if not a.startswith("__"))  # forward, float, keys, ...
+RESERVED = {"prev"}  # the spec language's own word; names the generated code uses are its own (codegen.RESERVED)
 
 
 class TimeAxis(ParamType):
@@ -262,12 +264,17 @@ class Builder:
         if not node.broken:
             self.diags.error(node.pos, path, message, hint)
 
-    def _check_name(self, name: str, pos: Pos, path: str) -> bool:
+    def _check_name(self, name: str, pos: Pos, path: str, module: bool = False) -> bool:
+        """Whether ``name`` may name an input, output or (``module``) a model node; an error if not."""
         if not NAME_RE.match(name):
             self.diags.error(pos, path, f"'{name}' is not a valid name", "use letters, digits and _, not starting with a digit")
             return False
         if name in RESERVED:
             self.diags.error(pos, path, f"'{name}' is a reserved word", "choose another name")
+            return False
+        if module and name in MODULE_ATTRIBUTES:  # torch stores a node's module under its name, beside these
+            self.diags.error(pos, path, f"'{name}' is the name of a method or attribute of torch modules",
+                             "choose another name")
             return False
         return True
 
@@ -275,7 +282,7 @@ class Builder:
         for name, decl in body.value.items():
             sub = f"{ypath}.{name}"
             pos = body.key_pos.get(name, decl.pos)
-            if not self._check_name(name, pos, sub):
+            if not self._check_name(name, pos, sub, module=True):
                 scope.broken.add(name)
                 continue
             if name in scope.nodes:
@@ -515,14 +522,14 @@ class Builder:
                 elif src is unit and (not unit.is_scope or edge.dst is unit):  # a scope may read its body, not itself
                     self.diags.error(edge.ref.pos, edge.label, f"'{unit.name}' reads itself", _self_read_hint(unit, edge, frame))
         try:
-            order[id(frame)] = list(nx.lexicographical_topological_sort(deps, key=lambda n: units.index(n)))
+            order[frame] = list(nx.lexicographical_topological_sort(deps, key=lambda n: units.index(n)))
         except nx.NetworkXUnfeasible:
             cycle = nx.find_cycle(deps)
             names = " -> ".join([c[0].name for c in cycle] + [cycle[0][0].name])
             edge = deps.edges[cycle[-1]]["edge"]
             self.diags.error(edge.ref.pos, edge.label, f"cycle without prev(): {names}",
                              "mark one edge as prev(...) to read the previous step's value")
-            order[id(frame)] = units
+            order[frame] = units
         for unit in units:
             if unit.is_scope:
                 self._order(unit.body, order)
@@ -652,12 +659,12 @@ class Builder:
 
     def _warn_unused(self, ir: IR) -> None:
         written = [e for e in self.all_edges if e not in ir.ponders.values()]
-        used = {id(e.src) for e in written} | {id(s) for e in written for s in e.into}
-        used |= {id(ref[0]) for n in ir.nodes() if n.is_scope for ref in n.refs.values()}  # e.g. an act's halt
+        used = {e.src for e in written} | {s for e in written for s in e.into}
+        used |= {ref[0] for n in ir.nodes() if n.is_scope for ref in n.refs.values()}  # e.g. an act's halt
         for node in [*ir.inputs.values(), *ir.nodes()]:
-            if id(node) in used:
+            if node in used:
                 continue
-            if node.is_scope and any(id(n) in used for n in nodes_in(node.body)):
+            if node.is_scope and any(n in used for n in nodes_in(node.body)):
                 continue
             what = "input" if node.is_input else "node"
             self.diags.warning(node.pos, node.ypath, f"{what} '{node.name}' is never used",

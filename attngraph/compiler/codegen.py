@@ -32,22 +32,22 @@ class CodeGen:
         # which the second pass passes as arguments to a top-level def (no closure: compiled once, not per call)
         self.frees = frees
         self.hoisted: list[str] = []  # the top-level step functions (second pass)
-        self.recs: dict[tuple, str] = {}  # (id(node), port) -> list collecting a watched port's per-step values
+        self.recs: dict[tuple, str] = {}  # (node, port) -> list collecting a watched port's per-step values
         self.lines: list[str] = []
         self.depth = 1
         self.used: set[str] = set()
-        self.values: dict[tuple, str] = {}  # (id(node), port) -> variable
-        self.modules: dict[int, str] = {}  # id(node) -> variable bound to its module
-        self.prev: dict[tuple, str] = {}  # (id(node), port) -> variable holding the previous step's value
-        self.stacked: dict[tuple, str] = {}  # (id(loop), edge key) -> stacked sequence variable
-        self.elements: dict[tuple, str] = {}  # (id(loop), edge key) -> current element variable
+        self.values: dict[tuple, str] = {}  # (node, port) -> variable
+        self.modules: dict[NodeIR, str] = {}  # node -> variable bound to its module
+        self.prev: dict[tuple, str] = {}  # (node, port) -> variable holding the previous step's value
+        self.stacked: dict[tuple, str] = {}  # (loop, edge key) -> stacked sequence variable
+        self.elements: dict[tuple, str] = {}  # (loop, edge key) -> current element variable
         self.step_mask: str | None = None  # (B, 1) bool mask of the current step, masked variant only
         self.lengths: dict[str, str] = {}  # time axis -> variable holding its (B,) lengths (masked variant)
         self.masks: dict[str, str] = {}  # time axis -> variable holding its (B, T) mask (masked variant)
-        self.state: dict[int, str] = {}  # id(node) -> variable holding a stateful node's recurrent state
-        # PonderNet: (id(scope), read key) -> expressions of (per-step values (B, [T,] M, ...), weights (B, [T,] M))
+        self.state: dict[NodeIR, str] = {}  # node -> variable holding a stateful node's recurrent state
+        # PonderNet: (scope, read key) -> expressions of (per-step values (B, [T,] M, ...), weights (B, [T,] M))
         self.parts: dict[tuple, tuple[str, str]] = {}
-        self.flags: dict[int, tuple[str, str]] = {}  # id(halting scope) -> its first-step flag variables (1, 0)
+        self.flags: dict[NodeIR, tuple[str, str]] = {}  # halting scope -> its first-step flag variables (1, 0)
 
     # ------------------------------------------------------------------------------------------- helpers
     def name(self, hint: str) -> str:
@@ -65,7 +65,7 @@ class CodeGen:
         self.lines.append("    " * self.depth + text)
 
     def value(self, node: NodeIR, port: str = "out") -> str:
-        key = (id(node), port)
+        key = (node, port)
         if key not in self.values:
             self.values[key] = self.name("_".join(node.path) + ("" if port == "out" else f"_{port}"))
         return self.values[key]
@@ -73,12 +73,12 @@ class CodeGen:
     def expr(self, edge: Edge) -> str:
         """The Python expression for ``edge``'s value where it is read."""
         if edge.element_of is not None:
-            return self.elements[(id(edge.element_of), edge.key())]
+            return self.elements[(edge.element_of, edge.key())]
         if edge.prev:
-            return self.prev[(id(edge.src), edge.port)]
+            return self.prev[(edge.src, edge.port)]
         loops = [s for s in edge.into if not s.cls.inline]
         if loops:
-            return self.expanded.get(out := self.stacked[(id(loops[0]), _key_from(edge, loops[0]))], out)
+            return self.expanded.get(out := self.stacked[(loops[0], _key_from(edge, loops[0]))], out)
         return self.expanded.get(out := self.value(edge.src, edge.port), out)
 
     def _inside(self, edge: Edge, scope: NodeIR) -> str:
@@ -86,13 +86,12 @@ class CodeGen:
         what a scope nested in the body made of it (a halting scope's mean over its ponder steps)."""
         into = edge.into[edge.into.index(scope) + 1:]
         inner = next((s for s in into if not s.cls.inline), None)
-        return self.value(edge.src, edge.port) if inner is None else self.stacked[(id(inner), _key_from(edge, inner))]
+        return self.value(edge.src, edge.port) if inner is None else self.stacked[(inner, _key_from(edge, inner))]
 
     # ------------------------------------------------------------------------------------------- function
     def function(self) -> str:
         ir = self.ir
-        # builtins too: the generated code calls range, len, zip and tuple, so a node named 'len' must not shadow one
-        self.used.update({"self", "batch", "torch", "B", "_f", "nodes", "t", "_rec", *dir(builtins)})
+        self.used.update(RESERVED)
         binds = ["    " + line for line in self._bindings()]
         body_start = len(self.lines)
         for name, node in ir.inputs.items():
@@ -119,11 +118,11 @@ class CodeGen:
     def _parts_of(self, edge: Edge) -> tuple[str, ...]:
         """A PonderNet output's (per-step values, weights) expressions where the model returns it (else ())."""
         loops = [s for s in edge.into if not s.cls.inline]
-        return self.parts.get((id(loops[0]), _key_from(edge, loops[0])), ()) if loops else ()
+        return self.parts.get((loops[0], _key_from(edge, loops[0])), ()) if loops else ()
 
     def _unavailable(self, edge: Edge) -> bool:
         loops = [s for s in edge.into if not s.cls.inline]
-        return bool(loops) and (id(loops[0]), _key_from(edge, loops[0])) in self.unavailable
+        return bool(loops) and (loops[0], _key_from(edge, loops[0])) in self.unavailable
 
     def _bindings(self) -> list[str]:
         out = []
@@ -131,7 +130,7 @@ class CodeGen:
             if node.is_scope:
                 continue
             access = "".join(f"[{p!r}]" for p in node.path)
-            self.modules[id(node)] = var = self.name("m_" + "_".join(node.path))
+            self.modules[node] = var = self.name("m_" + "_".join(node.path))
             out.append(f"{var} = nodes{access}")
         return out
 
@@ -156,7 +155,7 @@ class CodeGen:
                 self.component(unit, frame)
 
     def component(self, node: NodeIR, frame: ScopeIR) -> None:
-        cls, mod = node.cls, self.modules[id(node)]
+        cls, mod = node.cls, self.modules[node]
         args = []
         for param in cls.inputs:
             edges = node.inputs.get(param, [])
@@ -175,7 +174,7 @@ class CodeGen:
         outs = ", ".join(self.value(node, port) for port in cls.ports)
         in_step = frame.owner is not None
         if cls.stateful and in_step:
-            state = self.state[id(node)]
+            state = self.state[node]
             if self.step_mask is None:
                 self.line(f"{outs}, {state} = {mod}.step({state}, {', '.join(args)})")
             else:
@@ -188,7 +187,7 @@ class CodeGen:
             self.line(f"{outs} = {mod}({', '.join(args)})")
         if self.record and not _in_halting(node):  # a halting scope records its mean over ponder steps
             for port in cls.watch:
-                key = (id(node), port)
+                key = (node, port)
                 if key in self.recs:
                     self.line(f"{self.recs[key]}.append({self.value(node, port)})")
                 else:
@@ -214,23 +213,24 @@ class CodeGen:
         order = f"range(len({steps[0]}) - 1, -1, -1)" if reverse else f"range(len({steps[0]}))"
         elements = []
         for edge in loop.inputs["over"]:
-            self.elements[(id(loop), edge.key())] = el = self.name(f"{edge.src.name}_t")
+            self.elements[(loop, edge.key())] = el = self.name(f"{edge.src.name}_t")
             elements.append(el)
         outer_mask = self.step_mask
         if self.masked and axis in self.masks:
             self.step_mask = self.name(f"{loop.name}_valid")
-        fetch = [f"{el} = {var}[t]" for el, var in zip(elements, steps)]
+        t = self.name("t")  # this loop's own counter: a loop nested in another one, or a node named t, keeps its own
+        fetch = [f"{el} = {var}[{t}]" for el, var in zip(elements, steps)]
         if self.step_mask != outer_mask:  # (T, B, 1), contiguous: one index per step, a stride free of T
             by_time = self.name(f"{loop.name}_mask_by_time")
             self.line(f"{by_time} = {self.masks[axis]}.t().contiguous().unsqueeze(-1)")
-            fetch.append(f"{self.step_mask} = {by_time}[t]")
+            fetch.append(f"{self.step_mask} = {by_time}[{t}]")
         if as_fn:
             # the body as a function of (what it reads from outside, step inputs, mask, carried values) ->
             # (carried values, values read outside): compile_steps hands it to torch.compile once, and one
             # graph serves every step of every sequence length
             fn = self.name(f"_step_{loop.name}")
-            carry = [self.prev[k] for k in carried] + [self.state[id(n)] for n in self.ir.units(loop.body)
-                                                       if id(n) in self.state]
+            carry = [self.prev[k] for k in carried] + [self.state[n] for n in self.ir.units(loop.body)
+                                                       if n in self.state]
             params = ([] if self.frees is None else self.frees[fn]) + elements
             params += ([self.step_mask] if self.step_mask != outer_mask else []) + carry
             outer_lines, outer_depth = self.lines, self.depth
@@ -244,13 +244,13 @@ class CodeGen:
             self.lines, self.depth = outer_lines, outer_depth
             if self.frees is not None:
                 self.line(f"{fn} = _steps[{fn!r}]")
-            self.line(f"for t in {order}:")
+            self.line(f"for {t} in {order}:")
             self.depth += 1
             for text in fetch:
                 self.line(text)
             self.line(f"{_tuple(carry)}, {_tuple(outs)} = {fn}({', '.join(params)})")
         else:
-            self.line(f"for t in {order}:")
+            self.line(f"for {t} in {order}:")
             self.depth += 1
             for text in fetch:
                 self.line(text)
@@ -263,16 +263,16 @@ class CodeGen:
         self._stack_reads(loop, reads, accs, watched, reverse)
         for key, (vals, ws) in part_accs.items():
             order = "[::-1]" if reverse else ""
-            self.parts[(id(loop), key)] = (f"torch.stack({vals}{order}, 1)", f"torch.stack({ws}{order}, 1)")
+            self.parts[(loop, key)] = (f"torch.stack({vals}{order}, 1)", f"torch.stack({ws}{order}, 1)")
 
     def _parts_init(self, loop: NodeIR, reads: dict[tuple, Edge]) -> dict[tuple, tuple[str, str]]:
         """Before a loop: lists for the per-ponder-step values and weights of the PonderNet scopes nested in
         its body, for the reads that carry them to a loss (they stack on the time axis)."""
         out = {}
-        outputs = {id(o.edge) for o in self.ir.outputs.values() if o.target is not None}
+        outputs = {o.edge for o in self.ir.outputs.values() if o.target is not None}
         for key, edge in reads.items():
             into = edge.into[edge.into.index(loop) + 1:]
-            if id(edge) in outputs and any(s.kind == "pondernet" for s in into):
+            if edge in outputs and any(s.kind == "pondernet" for s in into):
                 out[key] = vals, ws = tuple(self.name(f"acc_{'_'.join(edge.src.path)}_{v}")
                                             for v in ("per_step", "p_per_step"))
                 self.line(f"{vals}, {ws} = [], []")
@@ -283,7 +283,7 @@ class CodeGen:
         for key, (vals, ws) in accs.items():
             edge = reads[key]
             inner = next(s for s in edge.into[edge.into.index(loop) + 1:] if not s.cls.inline)
-            found = self.parts[(id(inner), _key_from(edge, inner))]
+            found = self.parts[(inner, _key_from(edge, inner))]
             self.line(f"{vals}.append({found[0]})")
             self.line(f"{ws}.append({found[1]})")
 
@@ -302,18 +302,18 @@ class CodeGen:
         frames = _carrying_frames(self.ir, loop)
         for frame in frames:  # a halting scope's first-step flags: made once, not per input step
             owner = frame.owner
-            if owner.cls.halting and id(owner) not in self.flags:
-                self.flags[id(owner)] = on, off = self.name(f"{owner.name}_first_on"), self.name(f"{owner.name}_first_off")
+            if owner.cls.halting and owner not in self.flags:
+                self.flags[owner] = on, off = self.name(f"{owner.name}_first_on"), self.name(f"{owner.name}_first_off")
                 self.line(f"{on}, {off} = _f.new_ones((B, 1)), _f.new_zeros((B, 1))")
         for frame in frames:
             for node in self.ir.units(frame):
-                if not node.is_scope and node.cls.stateful and id(node) not in self.state:
-                    self.state[id(node)] = s = self.name(f"s_{'_'.join(node.path)}")
-                    self.line(f"{s} = {self.modules[id(node)]}.init_state(B, _f)")
+                if not node.is_scope and node.cls.stateful and node not in self.state:
+                    self.state[node] = s = self.name(f"s_{'_'.join(node.path)}")
+                    self.line(f"{s} = {self.modules[node]}.init_state(B, _f)")
         carried: dict[tuple, Edge] = {}
         for edge in self.ir.edges:
             if edge.prev and not edge.src.is_scope and any(edge.src.scope.frame is f for f in frames):
-                key = (id(edge.src), edge.port)
+                key = (edge.src, edge.port)
                 if edge.src.scope.frame is loop.body:
                     carried.setdefault(key, edge)
                 if key not in self.prev:
@@ -344,7 +344,7 @@ class CodeGen:
         watched = []
         if self.record:
             for node, port in _watched(self.ir, loop.body):
-                self.recs[(id(node), port)] = var = self.name(f"rec_{'_'.join(node.path)}_{port}")
+                self.recs[(node, port)] = var = self.name(f"rec_{'_'.join(node.path)}_{port}")
                 watched.append((node.dotted + "." + port, var))
                 self.line(f"{var} = []")
         return watched
@@ -355,7 +355,7 @@ class CodeGen:
         for key, edge in reads.items():
             out = self.name(f"{loop.name}_{edge.src.name}" + ("" if edge.port == "out" else f"_{edge.port}"))
             self.line(f"{out} = torch.stack({accs[key]}{'[::-1]' if reverse else ''}, 1)")
-            self.stacked[(id(loop), key)] = out
+            self.stacked[(loop, key)] = out
         for name, var in watched:
             self.line(f"_rec[{name!r}] = torch.stack({var}{'[::-1]' if reverse else ''}, 1)")
 
@@ -365,7 +365,7 @@ class CodeGen:
         for key, p in ((k, self.prev[k]) for k in carried):
             src = carried[key].src
             if src.cls.state_is_output and key[1] == "out":  # its state is its value, already masked: no 2nd where
-                self.line(f"{p} = {self.state[id(src)]}[0]")
+                self.line(f"{p} = {self.state[src]}[0]")
                 continue
             value = self.values[key]
             self.line(f"{p} = {value}" if self.step_mask is None else f"{p} = torch.where({self.step_mask}, {value}, {p})")
@@ -386,7 +386,7 @@ class CodeGen:
         reads = self._reads(act)
         watched = [(n, port) for n in self.ir.units(act.body) if not n.is_scope for port in n.cls.watch] \
             if self.record else []
-        carries = [self.state[id(n)] for n in self.ir.units(act.body) if id(n) in self.state] + \
+        carries = [self.state[n] for n in self.ir.units(act.body) if n in self.state] + \
             [self.prev[k] for k, e in carried.items() if not (e.src.cls.state_is_output and k[1] == "out")]
         values = list(dict.fromkeys(self._inside(e, act) for e in reads.values()))
         valid = self.step_mask
@@ -396,7 +396,7 @@ class CodeGen:
                 kept[var] = self.name(f"{var}_before")
                 self.line(f"{kept[var]} = {var}")
         left, running, steps, rem = (self.name(f"{name}_{v}") for v in ("left", "running", "steps", "remainder"))
-        on, off = self.flags[id(act)]
+        on, off = self.flags[act]
         self.line(f"{left} = _f.new_ones((B, 1))  # the probability not yet given to a step")
         self.line(f"{running} = " + (f"{valid}.clone()" if valid is not None
                                      else "torch.ones((B, 1), dtype=torch.bool, device=_f.device)"))
@@ -423,12 +423,13 @@ class CodeGen:
             for var in chosen.values():
                 self.line(f"{var} = None")
         outer_mask, self.step_mask = self.step_mask, None  # every example runs every ponder step; p weighs them
-        self.line(f"for n in range({p.max_steps}):")
+        n = self.name("n")  # the ponder step
+        self.line(f"for {n} in range({p.max_steps}):")
         self.depth += 1
-        self.line(f"{self.value(act, 'first')} = {on} if n == 0 else {off}")
+        self.line(f"{self.value(act, 'first')} = {on} if {n} == 0 else {off}")
         self._body(act, carried)
         stop, weight = (self.name(f"{name}_{v}") for v in ("stop", "p"))
-        h, last = halt, f"(n == {p.max_steps - 1})"
+        h, last = halt, f"({n} == {p.max_steps - 1})"
         if ponder:  # λ_n: halting now given not halted before; p_n = λ_n · Π_{j<n} (1 − λ_j)
             self.line(f"{weight} = {left} * {h}")
             self.line(f"{stop} = {running} & (({left} - {weight} <= {p.epsilon!r}) | {last})")
@@ -443,12 +444,12 @@ class CodeGen:
         if ponder:
             lp, lq = math.log(p.prior), math.log(1.0 - p.prior)
             self.line(f"{kl} = {kl} + torch.where({weight} > 0, {weight} * torch.log({weight}.clamp_min(1e-30)), 0.0)"
-                      f" - {weight} * ({lp!r} + n * {lq!r})")
+                      f" - {weight} * ({lp!r} + {n} * {lq!r})")
             if p.sample:  # only outside training: a forward that does not sample leaves the global RNG alone
                 draw = self.name(f"{name}_draw")
                 self.line(f"if {sampling} is not None:")
                 self.line(f"    {draw} = {sampling} & ((torch.rand_like({h}) < {h}) | {last})")
-                self.line(f"    {halted_at} = torch.where({draw}, n + 1.0, {halted_at})")
+                self.line(f"    {halted_at} = torch.where({draw}, {n} + 1.0, {halted_at})")
                 for var, pick in chosen.items():
                     self.line(f"    {pick} = {var} if {pick} is None else _halt_keep({draw}, {var}, {pick})")
                 self.line(f"    {sampling} = {sampling} & ~{draw}")
@@ -485,17 +486,17 @@ class CodeGen:
             self.line(f"{var} = _halt_keep({valid}, {sums[var]}, {kept[var]})" if var in kept else f"{var} = {sums[var]}")
         for key, edge in carried.items():
             if edge.src.cls.state_is_output and key[1] == "out":  # a memory: its value is its (mean) state
-                self.line(f"{self.prev[key]} = {self.state[id(edge.src)]}[0]")
+                self.line(f"{self.prev[key]} = {self.state[edge.src]}[0]")
         for key, edge in reads.items():
-            self.stacked[(id(act), key)] = sums[self._inside(edge, act)]
+            self.stacked[(act, key)] = sums[self._inside(edge, act)]
             if self._inside(edge, act) in stacked_parts:
-                self.parts[(id(act), key)] = stacked_parts[self._inside(edge, act)]
+                self.parts[(act, key)] = stacked_parts[self._inside(edge, act)]
         self.line(f"{self.value(act, 'steps')} = {steps}")
         self.line(f"{self.value(act, 'cost')} = " + (kl if ponder else f"{steps} + {rem}"))
         for node, port in [(act, "steps"), (act, "cost")] + watched:
             value = self.value(node, port)
             value = sums.get(value, value)
-            key = (id(node), port)
+            key = (node, port)
             if self.record:
                 self.line(f"{self.recs[key]}.append({value})" if key in self.recs
                           else f"_rec[{node.dotted + '.' + port!r}] = {value}")
@@ -514,7 +515,7 @@ class CodeGen:
         inner, port, _ = dec.default
         target = self.name(f"{name}_target")
         steps = self.name(f"{name}_steps")
-        token = self.prev[(id(dec), "token")] = self.name(f"prev_{name}_token")
+        token = self.prev[(dec, "token")] = self.name(f"prev_{name}_token")
         self.line(f"# decode '{dec.dotted}': writes target {p.target!r}" + (" (beam search)" if self.beam else ""))
         if self.beam:  # every example becomes K beams: what the body reads from outside is repeated K times
             self._beam_expand(dec)
@@ -535,7 +536,8 @@ class CodeGen:
         self.line(f"{done} = torch.zeros((B,), dtype=torch.bool, device=_f.device)")
         chosen = self._chosen_init(dec)
         outer_mask, self.step_mask = self.step_mask, None  # every example runs every step; the loss masks
-        self.line("for t in range(" + steps + "):")
+        t = self.name("t")
+        self.line(f"for {t} in range({steps}):")
         self.depth += 1
         self._body(dec, carried)
         scores = self.value(inner, port)
@@ -544,10 +546,10 @@ class CodeGen:
             self.line(f"{accs[key]}.append({self._inside(edge, dec)})")
         self.line(f"if {force}:")
         if p.teacher_forcing >= 1.0:
-            self.line(f"    {token} = {by_step}[t]")
+            self.line(f"    {token} = {by_step}[{t}]")
         else:  # each example, each step: the target token with probability teacher_forcing, else its own choice
             self.line(f"    {token} = torch.where(torch.rand(B, device=_f.device) < {p.teacher_forcing!r}, "
-                      f"{by_step}[t], {choose_from}.argmax(-1))")
+                      f"{by_step}[{t}], {choose_from}.argmax(-1))")
         self.line("else:")
         self.line(f"    {token} = {choose_from}.argmax(-1)")
         self.line(f"    if {target} is None:  # prediction: stop once every example has written eos")
@@ -588,13 +590,13 @@ class CodeGen:
         (B, T'); nothing else of its body can be read from outside under beam search."""
         p, name = dec.p, dec.name
         inner, port, _ = dec.default
-        output_edges = {id(o.edge) for o in self.ir.outputs.values()} | {id(e) for e in self.ir.ponders.values()}
+        output_edges = {o.edge for o in self.ir.outputs.values()} | set(self.ir.ponders.values())
         for key, edge in reads.items():
-            if (id(edge.src), edge.port) == (id(inner), port):
+            if (edge.src, edge.port) == (inner, port):
                 continue
             readers = [e for e in self.ir.edges if any(s is dec for s in e.into) and _key_from(e, dec) == key]
-            if all(id(e) in output_edges for e in readers):  # e.g. a penalty on the alignment: no beam value
-                self.unavailable.add((id(dec), key))
+            if all(e in output_edges for e in readers):  # e.g. a penalty on the alignment: no beam value
+                self.unavailable.add((dec, key))
                 continue
             raise ValueError(f"beam search: '{edge.ref}' reads '{edge.src.dotted}' out of decode '{dec.dotted}'; "
                              f"under beam search only its output ('{p.output}') can be read")
@@ -616,7 +618,7 @@ class CodeGen:
                          f".index_fill(1, torch.tensor([{p.eos}], device=_f.device), 0.0)  # a finished beam: eos, at no cost")
         if not pointer:
             self.line(make_finished)
-        self.line(f"for t in range({p.max_length}):")
+        self.line(f"for {self.name('t')} in range({p.max_length}):")
         self.depth += 1
         outer_mask, self.step_mask = self.step_mask, None
         self._body(dec, carried)
@@ -639,14 +641,14 @@ class CodeGen:
         self.line(f"{hist} = torch.cat([{hist}[{src}], {token}.unsqueeze(1)], 1)")
         if chosen is not None:  # each beam continues from what the beam it extends had chosen
             self.line(f"{chosen} = {chosen}[{src}]")
-            if (id(dec), "left") in self.values:
-                self.line(f"{self.values[(id(dec), 'left')]} = {self.values[(id(dec), 'left')]}[{src}]")
+            if (dec, "left") in self.values:
+                self.line(f"{self.values[(dec, 'left')]} = {self.values[(dec, 'left')]}[{src}]")
             self._choose(dec, token, chosen)
         for key in carried:  # every beam continues from the state of the beam it extends
             self.line(f"{self.prev[key]} = {self.prev[key]}[{src}]")
         for node in self.ir.units(dec.body):
-            if id(node) in self.state:
-                st = self.state[id(node)]
+            if node in self.state:
+                st = self.state[node]
                 self.line(f"{st} = tuple(x[{src}] for x in {st})")
         self.line(f"if bool({done}.all()):")
         self.line("    break")
@@ -657,8 +659,8 @@ class CodeGen:
         self.line(f"{out} = {hist}.reshape({b0}, {K}, -1)[torch.arange({b0}, device=_f.device), {best}]")
         self.line(f"B = {b0}")
         for key in reads:
-            if (id(dec), key) not in self.unavailable:
-                self.stacked[(id(dec), key)] = out
+            if (dec, key) not in self.unavailable:
+                self.stacked[(dec, key)] = out
         self.expanded = {}
 
     def _chosen_init(self, dec: NodeIR) -> str | None:
@@ -684,7 +686,7 @@ class CodeGen:
             axis = self.ir.targets[dec.p.target].layout[1]
             mask = self.masks.get(axis) if self.masked else None
             mask = self.expanded.get(mask, mask) if mask is not None else None
-            left = self.values[(id(dec), "left")] = self.name(f"{dec.name}_left")
+            left = self.values[(dec, "left")] = self.name(f"{dec.name}_left")
             valid = f"{mask}.sum(1)" if mask is not None else f"torch.full((B,), {scores}.shape[1], device={scores}.device)"
             self.line(f"    {left} = {valid} - 1  # every valid position but eos is still to choose")
             self.line(f"    {blocked}[:, {dec.p.eos}] = {left} > 0")
@@ -699,7 +701,7 @@ class CodeGen:
         eos = dec.p.eos
         self.line(f"{blocked} = {blocked}.scatter(1, {token}.unsqueeze(1), ({token} != {eos}).unsqueeze(1))")
         if dec.p.constraint == "permutation":
-            left = self.values[(id(dec), "left")]
+            left = self.values[(dec, "left")]
             self.line(f"{left} = {left} - ({token} != {eos}).long()")
             self.line(f"{blocked}[:, {eos}] = {left} > 0")
 
@@ -740,7 +742,7 @@ class CodeGen:
             for _, var in own:
                 self.line(f"{var} = []")
         outer_mask, self.step_mask = self.step_mask, None
-        self.line(f"for _step in range({p.steps}):")
+        self.line(f"for {self.name('_step')} in range({p.steps}):")
         self.depth += 1
         self._body(prog, carried)
         self.line(f"{opv} = torch.softmax({self.value(*prog.refs['ops'][:2])}, -1)")
@@ -769,7 +771,7 @@ class CodeGen:
         for port, var in own:
             self.line(f"_rec[{prog.dotted + '.' + port!r}] = torch.stack({var}, 1)")
         for key, edge in reads.items():  # a body value read from outside: its value at the last step
-            self.stacked[(id(prog), key)] = self._inside(edge, prog)
+            self.stacked[(prog, key)] = self._inside(edge, prog)
         self.line(f"{self.value(prog, 'scalar')} = {scalar}")
         if table is not None:
             self.line(f"{self.value(prog, 'rows')} = {rows}.unsqueeze(-1)")
@@ -778,14 +780,22 @@ class CodeGen:
     def _initial(self, edge: Edge) -> str:
         src, t = edge.src, edge.src.types[edge.port]
         if src.cls.state_is_output and edge.port == "out":  # e.g. prev(memory) at t = 0: its initial contents
-            return f"{self.state[id(src)]}[0]"
+            return f"{self.state[src]}[0]"
         init = src.p.init
         if init == "learned":
-            return f"{self.modules[id(src)]}.prev_init.expand(B, -1)"
+            return f"{self.modules[src]}.prev_init.expand(B, -1)"
         value = float(init) if isinstance(init, (int, float)) and not isinstance(init, bool) else 0.0  # zeros, first, ...
         return f"_f.new_full((B, {t.size}), {value!r})"
 
 
+
+RUNTIME = {"_halt_mix": halt_mix, "_halt_keep": halt_keep, "_ponder_stack": ponder_stack, "_library_ops": library_ops,
+           "_program_step": program_step, "_table_spread": table_spread, "_one_hot_max": one_hot_max}
+# Every identifier the generated code spells out rather than mints with CodeGen.name(): the function and its
+# arguments, the batch size, the helpers it calls, the names of its comprehensions, and the builtins (range,
+# len, zip, tuple, float, bool). name() never returns one, so no spec name can collide with one.
+RESERVED = frozenset({"forward", "self", "batch", "nodes", "torch", "B", "_f", "_rec", "_steps", "_", "a", "b", "x",
+                      *RUNTIME, *dir(builtins)})
 
 BLOCKED = -1.0e4  # the score a pointer's constraint gives a forbidden position (the choice itself masks it
 # with −inf, see _constrain): finite, so that a free-running evaluation whose target is a position it already
@@ -796,7 +806,7 @@ def _key_from(edge: Edge, scope: NodeIR) -> tuple:
     """``edge``'s value as it leaves ``scope`` (one of the scopes it enters): the source, its port and the scopes
     entered from ``scope`` inwards. Two reads of one value through the same scopes share it."""
     into = edge.into[next(i for i, s in enumerate(edge.into) if s is scope):]
-    return (id(edge.src), edge.port, tuple(id(s) for s in into))
+    return (edge.src, edge.port, tuple(into))
 
 
 def _in_halting(node: NodeIR) -> bool:
@@ -835,7 +845,8 @@ def _step_frees(source: str) -> dict[str, list[str]]:
     """The names each nested ``_step_*`` function of ``forward`` reads from the enclosing forward."""
     top = symtable.symtable(source, "<attngraph>", "exec")
     forward = next(child for child in top.get_children() if child.get_name() == "forward")
-    return {child.get_name(): sorted(child.get_frees()) for child in forward.get_children()}
+    return {child.get_name(): sorted(child.get_frees()) for child in forward.get_children()  # not its generator
+            if child.get_name().startswith("_step_")}  # expressions (a masked state update in a loop with scopes)
 
 
 def compile_forward(ir: IR, masked: bool, record: bool = False,
@@ -852,10 +863,7 @@ def compile_forward(ir: IR, masked: bool, record: bool = False,
     filename = (f"<attngraph:{ir.name}{':masked' if masked else ''}{':record' if record else ''}"
                 f"{':steps' if step_compiler else ''}{':beam' if beam else ''}>")
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict = {"torch": torch, "_halt_mix": halt_mix, "_halt_keep": halt_keep,
-                       "_ponder_stack": ponder_stack, "_library_ops": library_ops, "_program_step": program_step,
-                       "_table_spread": table_spread,
-                       "_one_hot_max": one_hot_max}
+    namespace: dict = {"torch": torch, **RUNTIME}
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated code, no spec text
     namespace["_steps"] = {name: step_compiler(namespace[name]) for name in frees or {}}
     return source, namespace["forward"]

@@ -1,7 +1,6 @@
 """The compiled model: an ordinary ``nn.Module`` whose forward is generated from the IR."""
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,7 +8,7 @@ import torch
 from torch import nn
 
 from ..components.losses import LOSSES
-from ..ir import IR, ScopeIR
+from ..ir import IR, NodeIR, ScopeIR
 from .codegen import compile_forward
 
 
@@ -30,7 +29,7 @@ class CompiledModel(nn.Module):
         super().__init__()
         self.ir = ir
         self.nodes = nn.ModuleDict()
-        self._populate(ir.root, self.nodes, {id(e.src) for e in ir.edges if e.prev})
+        self._populate(ir.root, self.nodes, {e.src for e in ir.edges if e.prev})
         # only input masks change the forward pass; a target's mask ("y.mask") is for the loss alone
         self._input_masks = tuple(f"{n}.mask" for n, node in ir.inputs.items() if node.types["out"].time == n)
         # (an input on another input's time axis, time: OTHER, has no mask of its own: OTHER.mask covers it)
@@ -41,7 +40,7 @@ class CompiledModel(nn.Module):
         self._forward_beam: dict[bool, Callable] = {}  # beam-search forwards (unmasked, masked), on first use
         self._beam = 0  # the width generate() asks for (0: each decoder's own 'beam:')
 
-    def _populate(self, scope: ScopeIR, into: nn.ModuleDict, carried: set[int]) -> None:
+    def _populate(self, scope: ScopeIR, into: nn.ModuleDict, carried: set[NodeIR]) -> None:
         """Build every node's module into ``into``; ``carried`` holds the nodes read through prev()."""
         for name, node in scope.nodes.items():
             if node.is_input:
@@ -51,19 +50,9 @@ class CompiledModel(nn.Module):
                 self._populate(node.body, into[name], carried)
                 continue
             module = node.cls(node.p, node.in_types, node.types)
-            if id(node) in carried and node.p.init == "learned" and not node.cls.state_is_output:
+            if node in carried and node.p.init == "learned" and not node.cls.state_is_output:
                 module.prev_init = nn.Parameter(torch.zeros(node.types["out"].size))
             into[name] = module
-
-    def __deepcopy__(self, memo: dict) -> CompiledModel:
-        """A copy with its own parameters and buffers that shares the IR: the IR is not changed after build,
-        and it keys its frames by identity, so a deep-copied IR could not generate code again."""
-        memo[id(self.ir)] = self.ir
-        new = type(self).__new__(type(self))
-        memo[id(self)] = new
-        for key, value in self.__dict__.items():
-            new.__dict__[key] = copy.deepcopy(value, memo)
-        return new
 
     def load_checkpoint(self, path: str | Path) -> dict:
         """Load the parameters of an attngraph checkpoint: a ``.safetensors`` file written by ``attngraph train``
